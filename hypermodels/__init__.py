@@ -1,0 +1,26 @@
+"""HyperModels for ktsearch: search dimensions as constructor arguments, `build(hp)` reads `hp`.
+
+Importing this package is cheap; the Keras classes load on first access.
+"""
+
+from hypermodels.registry import register, resolve
+from hypermodels.schedules import LRSchedule
+from hypermodels.space import Choice, Fixed, Range, Spec
+from hypermodels.spaces import SearchSpace
+
+_LAZY = {
+    "ImageHyperModel": "hypermodels.base",
+    "CNNHyperModel": "hypermodels.cnn",
+    "ResNetHyperModel": "hypermodels.resnet",
+    "RandomAffine": "hypermodels.augment",
+}
+
+__all__ = ["register", "resolve", "LRSchedule", "SearchSpace", "Spec", "Fixed", "Range", "Choice", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hypermodels' has no attribute {name!r}")

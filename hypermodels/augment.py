@@ -1,0 +1,163 @@
+"""`RandomAffine`: ImageDataGenerator's geometric augmentation as one Keras 3 layer.
+
+Rotation, shear, zoom, shifts and flips are composed into a single affine
+transform per image and applied with one interpolation
+(`keras.ops.image.affine_transform`), inside the model: it runs on the GPU when
+there is one and is the identity at inference (``training=False``).
+
+Parameter names and units are ImageDataGenerator's: rotation and shear in
+degrees, shifts as fractions of width/height, zoom as ``[1 - z, 1 + z]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="ktsearch")
+class RandomAffine(keras.layers.Layer):
+    """Random affine augmentation with ImageDataGenerator's vocabulary.
+
+    Args:
+        rotation_range: degrees; angle drawn uniformly from [-r, r].
+        width_shift_range: fraction of width; shift drawn from [-w, w].
+        height_shift_range: fraction of height; shift drawn from [-h, h].
+        shear_range: degrees; shear angle drawn from [-s, s].
+        zoom_range: scale per axis drawn independently from [1 - z, 1 + z].
+        horizontal_flip: mirror left-right with probability 0.5.
+        vertical_flip: mirror top-bottom with probability 0.5.
+        fill_mode: "constant", "nearest", "reflect" or "wrap".
+        cval: fill value for "constant".
+        interpolation: "bilinear" (ImageDataGenerator's order=1) or "nearest".
+        seed: optional int for the layer's random stream.
+
+    Example:
+        >>> aug = RandomAffine(rotation_range=30, width_shift_range=0.2, zoom_range=0.2)
+        >>> augmented = aug(images, training=True)   # images: (batch, h, w, c)
+    """
+
+    def __init__(
+        self,
+        rotation_range: float = 0.0,
+        width_shift_range: float = 0.0,
+        height_shift_range: float = 0.0,
+        shear_range: float = 0.0,
+        zoom_range: float = 0.0,
+        horizontal_flip: bool = False,
+        vertical_flip: bool = False,
+        fill_mode: str = "nearest",
+        cval: float = 0.0,
+        interpolation: str = "bilinear",
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.rotation_range = float(rotation_range)
+        self.width_shift_range = float(width_shift_range)
+        self.height_shift_range = float(height_shift_range)
+        self.shear_range = float(shear_range)
+        self.zoom_range = float(zoom_range)
+        self.horizontal_flip = bool(horizontal_flip)
+        self.vertical_flip = bool(vertical_flip)
+        self.fill_mode = fill_mode
+        self.cval = float(cval)
+        self.interpolation = interpolation
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = False
+
+    @property
+    def is_identity(self) -> bool:
+        ranges = (
+            self.rotation_range,
+            self.width_shift_range,
+            self.height_shift_range,
+            self.shear_range,
+            self.zoom_range,
+        )
+        return not any(ranges) and not self.horizontal_flip and not self.vertical_flip
+
+    def sample(self, batch) -> dict:
+        """Random parameters for `batch` images (degrees, fractions, scales, +-1 flips)."""
+
+        def uniform(limit):
+            return keras.random.uniform((batch,), -limit, limit, seed=self.seed_generator)
+
+        def flip(enabled):
+            if not enabled:
+                return ops.ones((batch,))
+            coin = keras.random.uniform((batch,), 0.0, 1.0, seed=self.seed_generator)
+            return ops.where(coin < 0.5, -1.0, 1.0)
+
+        return {
+            "rotation": uniform(self.rotation_range),
+            "shear": uniform(self.shear_range),
+            "width_shift": uniform(self.width_shift_range),
+            "height_shift": uniform(self.height_shift_range),
+            "zoom_x": 1.0 + uniform(self.zoom_range),
+            "zoom_y": 1.0 + uniform(self.zoom_range),
+            "flip_x": flip(self.horizontal_flip),
+            "flip_y": flip(self.vertical_flip),
+        }
+
+    def call(self, images, training=None):
+        if not training or self.is_identity:
+            return images
+        shape = ops.shape(images)
+        params = self.sample(shape[0])
+        transforms = compose_transforms(params, shape[1], shape[2])
+        return ops.image.affine_transform(
+            images, transforms, interpolation=self.interpolation, fill_mode=self.fill_mode, fill_value=self.cval
+        )
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        keys = (
+            "rotation_range width_shift_range height_shift_range shear_range zoom_range "
+            "horizontal_flip vertical_flip fill_mode cval interpolation seed"
+        ).split()
+        config.update({key: getattr(self, key) for key in keys})
+        return config
+
+
+def compose_transforms(params: dict, height, width):
+    """One (batch, 8) projective transform per image from sampled parameters.
+
+    The output pixel p (x = column, y = row) samples the input at
+    ``C + R(rotation) @ Shear(shear) @ Zoom(zx, zy) @ (Flip @ (p - C) - shift)``,
+    where C is the image centre: every geometric change in a single warp.
+    """
+    height = ops.cast(height, "float32")
+    width = ops.cast(width, "float32")
+    theta = params["rotation"] * (math.pi / 180.0)
+    shear = params["shear"] * (math.pi / 180.0)
+    zx, zy = params["zoom_x"], params["zoom_y"]
+    cos_t, sin_t = ops.cos(theta), ops.sin(theta)
+    # M = R @ S @ Z with S = [[1, -sin(shear)], [0, cos(shear)]] as in ImageDataGenerator.
+    m00 = cos_t * zx
+    m01 = (-cos_t * ops.sin(shear) - sin_t * ops.cos(shear)) * zy
+    m10 = sin_t * zx
+    m11 = (-sin_t * ops.sin(shear) + cos_t * ops.cos(shear)) * zy
+    tx = params["width_shift"] * width
+    ty = params["height_shift"] * height
+    cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+    # A = M @ Flip; offset = C - A @ C - M @ t.
+    a00, a01 = m00 * params["flip_x"], m01 * params["flip_y"]
+    a10, a11 = m10 * params["flip_x"], m11 * params["flip_y"]
+    b0 = cx - (a00 * cx + a01 * cy) - (m00 * tx + m01 * ty)
+    b1 = cy - (a10 * cx + a11 * cy) - (m10 * tx + m11 * ty)
+    zeros = ops.zeros_like(a00)
+    return ops.stack([a00, a01, b0, a10, a11, b1, zeros, zeros], axis=1)
+
+
+def from_values(values: dict, seed: int | None = None) -> RandomAffine | None:
+    """The augmentation layer for dotted hyperparameter values, None when it does nothing."""
+    kwargs = {k.partition(".")[2]: v for k, v in values.items() if k.startswith("augmentation.")}
+    layer = RandomAffine(**kwargs, seed=seed, name="augmentation")
+    return None if layer.is_identity else layer

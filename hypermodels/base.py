@@ -1,0 +1,105 @@
+"""`ImageHyperModel`: the shared search/production path of every image HyperModel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import keras_tuner as kt
+
+from hypermodels import augment
+from hypermodels.registry import DEFAULT_METRICS
+from hypermodels.schedules import LRSchedule
+from hypermodels.space import Spec
+from hypermodels.spaces import SearchSpace
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+BACKBONE = "backbone"
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9)  # plain SGD barely moves in a short search
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate)
+    return keras.optimizers.Adam(learning_rate)
+
+
+class ImageHyperModel(kt.HyperModel):
+    """Base class: augmentation, BatchNorm placement and LR schedule as search dimensions.
+
+    Subclasses set `model_space` (their architecture dimensions) and implement
+    `build_backbone(values)`, returning a `keras.Model` of built-in layers that maps
+    0-255 pixels to class probabilities. `build(hp)` wraps it as
+    ``pixels -> RandomAffine -> backbone``; the backbone alone is the inference model.
+
+    Args:
+        input_shape: (height, width, channels) of the images.
+        num_classes: number of classes.
+        search_space: nested YAML notation (``{"augmentation": {"rotation_range":
+            {"min": 0, "max": 30}}}``) or a `SearchSpace`; absent dimensions take defaults.
+        optimizer: "adam", "sgd" (momentum 0.9) or "rmsprop".
+        lr_horizon: epochs the LR schedule spans (the tuner's max_epochs).
+        seed: seed of the augmentation layer's random stream.
+    """
+
+    model_space: dict[str, Spec] = {}
+    logged_metrics: tuple[str, ...] = DEFAULT_METRICS
+
+    def __init__(
+        self,
+        input_shape,
+        num_classes: int,
+        search_space: dict | SearchSpace | None = None,
+        *,
+        optimizer: str = "adam",
+        lr_horizon: int = 10,
+        seed: int | None = None,
+        name: str | None = None,
+    ):
+        super().__init__(name=name)
+        self.input_shape = tuple(input_shape)
+        self.num_classes = int(num_classes)
+        if isinstance(search_space, SearchSpace):
+            self.space = search_space
+        else:
+            self.space = SearchSpace(search_space, self.model_space)
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        self.optimizer = optimizer
+        self.lr_horizon = int(lr_horizon)
+        self.seed = seed
+
+    def build(self, hp) -> keras.Model:
+        values = self.space.declare(hp)
+        inputs = keras.Input(shape=self.input_shape, name="pixels")
+        x = inputs
+        layer = augment.from_values(values, seed=self.seed)
+        if layer is not None:
+            x = layer(x)
+        backbone = self.build_backbone(values)
+        model = keras.Model(inputs, backbone(x), name=self.name or "ktsearch_model")
+        model.compile(
+            optimizer=make_optimizer(self.optimizer, values["schedule.initial_lr"]),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        return model
+
+    def build_backbone(self, values: dict[str, Any]) -> keras.Model:
+        raise NotImplementedError
+
+    def schedule(self, hp) -> LRSchedule:
+        return LRSchedule.from_values(self.space.values(hp), self.lr_horizon)
+
+    def fit(self, hp, model, *args, callbacks=None, **kwargs):
+        """`model.fit` with the trial's LR schedule (a function of the absolute epoch)."""
+        # The scheduler goes first so the learning rate is in the epoch logs that later callbacks see.
+        schedule = keras.callbacks.LearningRateScheduler(self.schedule(hp))
+        callbacks = [schedule, keras.callbacks.TerminateOnNaN(), *(callbacks or [])]
+        return model.fit(*args, callbacks=callbacks, **kwargs)
+
+    @staticmethod
+    def inference_model(model: keras.Model) -> keras.Model:
+        """The model without augmentation: plain Keras layers only."""
+        return model.get_layer(BACKBONE)

@@ -1,0 +1,34 @@
+"""ktsearch: KerasTuner search over augmentation, BatchNorm placement and LR schedules.
+
+Python API (each accepts a config path or dict)::
+
+    from search import tune, export_best, train
+    summary = tune("configs/mnist5k.yaml", ["tuner.max_epochs=3"])
+    path = export_best("results/mnist5k-cnn")
+    metrics = train(path)
+
+`register_hypermodel` adds a HyperModel class usable by name in YAML.
+Importing this package does not import TensorFlow.
+"""
+
+from hypermodels.registry import register as register_hypermodel
+from search.config import Config, load_config, load_export
+from search.errors import UserError
+from search.export import export_best
+
+
+def tune(*args, **kwargs):
+    """Run or resume a search; see `search.tuning.tune`."""
+    from search.tuning import tune as _tune
+
+    return _tune(*args, **kwargs)
+
+
+def train(*args, **kwargs):
+    """Train from an export; see `search.train.train`."""
+    from search.train import train as _train
+
+    return _train(*args, **kwargs)
+
+
+__all__ = ["tune", "export_best", "train", "register_hypermodel", "load_config", "load_export", "Config", "UserError"]

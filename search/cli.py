@@ -1,0 +1,181 @@
+"""The `ktsearch` command (also `python -m search`): a table of subcommands.
+
+Each command has `add_arguments(parser)` and `run(args) -> int`; `main()` returns
+the exit code. Bad input is one line on stderr and exit code 2. `--help` and
+`validate` never import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from search.errors import EXIT_USAGE, UserError
+
+PROG = "ktsearch"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class Validate:
+    name = "validate"
+    help = "check a config and print the resolved search space"
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("config", metavar="CONFIG", help="YAML search config")
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config key (dotted key, YAML value); repeatable",
+        )
+
+    @staticmethod
+    def run(args) -> int:
+        from search.config import load_config
+
+        cfg = load_config(args.config, args.overrides)
+        print(describe(cfg))
+        return 0
+
+
+class Tune:
+    name = "tune"
+    help = "run (or resume) a search into results/<name>/"
+
+    @staticmethod
+    def add_arguments(p):
+        Validate.add_arguments(p)
+        p.add_argument("--name", help="run name (default: the config's name)")
+        p.add_argument("--results-dir", help="directory that holds runs (default: the config's results_dir, 'results')")
+        p.add_argument(
+            "--overwrite", action="store_true", help="delete an existing run of this name that has a different config"
+        )
+
+    @staticmethod
+    def run(args) -> int:
+        from search.tuning import tune
+
+        tune(args.config, args.overrides, name=args.name, results_dir=args.results_dir, overwrite=args.overwrite)
+        return 0
+
+
+class Export:
+    name = "export"
+    help = "write a run's best trial as a production config (YAML)"
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, e.g. results/mnist5k-cnn")
+        p.add_argument("-o", "--output", metavar="FILE", help="output file (default: RUN_DIR/best.yaml)")
+
+    @staticmethod
+    def run(args) -> int:
+        from search.export import export_best
+
+        path = export_best(args.run_dir, args.output)
+        print(f"wrote {path}\ntrain it: {PROG} train {path}")
+        return 0
+
+
+class Train:
+    name = "train"
+    help = "train from an exported config, evaluate on the test split, save the model"
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument(
+            "export", metavar="EXPORTED_YAML", help="file written by 'ktsearch export' (or configs/seed_recipe.yaml)"
+        )
+        p.add_argument(
+            "-o", "--output-dir", metavar="DIR", help="output directory (default: <results_dir>/<name>/train)"
+        )
+        p.add_argument("--epochs", type=int, metavar="N", help="override training.epochs")
+        p.add_argument(
+            "--overwrite", action="store_true", help="replace model.keras and metrics.json in the output directory"
+        )
+        p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+
+    @staticmethod
+    def run(args) -> int:
+        from search.train import train
+
+        metrics = train(
+            args.export, args.output_dir, epochs=args.epochs, overwrite=args.overwrite, verbose=0 if args.quiet else 2
+        )
+        print(train_report(metrics))
+        return 0
+
+
+COMMANDS = (Validate, Tune, Export, Train)
+
+
+def describe(cfg) -> str:
+    r = cfg.resolved
+    t = r["tuner"]
+    budget = (
+        f"max_epochs {t['max_epochs']}, factor {t['factor']}"
+        if t["algorithm"] == "hyperband"
+        else f"max_trials {t['max_trials']}, {t['max_epochs']} epochs each"
+    )
+    lines = [
+        f"{cfg.source}: OK",
+        f"run: {cfg.run_dir}   data: {r['data']['source']}   hypermodel: {r['hypermodel']['name']}",
+        f"tuner: {t['algorithm']} ({budget}), objective {t['objective']}; "
+        f"early stopping on {r['early_stopping']['monitor']}, patience {r['early_stopping']['patience']}",
+        "search space:",
+    ]
+    rows = cfg.space.describe()
+    width = max(len(name) for name, _, _ in rows)
+    lines += [f"  {name:<{width}}  {domain}{'   (' + cond + ')' if cond else ''}" for name, domain, cond in rows]
+    searched = cfg.space.searched()
+    lines.append(f"{len(searched)} searched dimensions: {', '.join(searched) or 'none'}")
+    return "\n".join(lines)
+
+
+def train_report(metrics: dict) -> str:
+    val, test = metrics["validation"], metrics["test"]
+    lines = [
+        f"trained {metrics['epochs_run']} of {metrics['epochs_requested']} epochs",
+        "validation: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()),
+        "test:       " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()),
+    ]
+    search = metrics.get("search")
+    if search and search.get("this_run") is not None:
+        lines.append(
+            f"search's {search['objective']} for trial {search['trial_id']}: {search['score']:.4f} (this run: {search['this_run']:.4f}, drift {search['drift']:+.4f})"
+        )
+    lines.append(f"saved {metrics['output_dir']}/model.keras and metrics.json")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG, description="KerasTuner search over augmentation, BatchNorm placement and LR schedules."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(p)
+        p.set_defaults(handler=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides our output
+    try:
+        return args.handler(args)
+    except UserError as e:
+        print(f"{PROG}: error: {e.line()}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,25 @@
+"""User-facing errors: one line naming the file, the key and what was expected; exit code 2."""
+
+from __future__ import annotations
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """Bad input from the user (config, CLI argument, data file).
+
+    Args:
+        source: the file (or "--set KEY", "command line") the bad input came from.
+        key: dotted config key, or "" when the whole source is at fault.
+        message: what was expected and what was found.
+    """
+
+    def __init__(self, source: str, key: str, message: str):
+        self.source = str(source)
+        self.key = key
+        self.message = message
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        where = f"{self.source}: {self.key}" if self.key else self.source
+        return f"{where}: {self.message}"

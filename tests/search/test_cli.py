@@ -1,0 +1,88 @@
+"""The real `ktsearch` command in subprocesses: help, validate, bad input."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import run_cli, tree_state
+
+
+def test_help_is_fast_and_never_imports_tensorflow(workdir):
+    code = (
+        "import sys, contextlib, io\n"
+        "from search.cli import main\n"
+        "for argv in (['--help'], ['tune', '--help'], ['validate', 'configs/mnist5k.yaml']):\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        main(argv)\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'heavy import'\n"
+    )
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert time.perf_counter() - start < 3  # TensorFlow alone takes ~3 s to import
+
+
+@pytest.mark.parametrize("command", ["validate", "tune", "export", "train"])
+def test_every_command_has_help(workdir, command):
+    proc = run_cli(command, "--help", cwd=workdir)
+    assert proc.returncode == 0 and "usage: ktsearch " + command in proc.stdout
+
+
+def test_validate_prints_the_resolved_space(workdir):
+    proc = run_cli("validate", "configs/mnist5k.yaml", "--set", "tuner.max_epochs=3", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "augmentation.rotation_range" in out and "float in [0, 30], linear sampling" in out
+    assert "schedule.initial_lr" in out and "log sampling" in out
+    assert "choice of {none, before_activation, after_activation}" in out
+    assert "(when schedule.kind = step)" in out
+    assert "max_epochs 3" in out
+    assert not (workdir / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["validate", "configs/missing.yaml"], "configs/missing.yaml: file not found"),
+        (["validate", "configs/mnist5k.yaml", "--set", "tuner.max_epochs"], "expected KEY=VALUE"),
+        (
+            ["validate", "configs/mnist5k.yaml", "--set", "tuner.factor=1"],
+            "--set tuner.factor: tuner.factor: expected an integer in [2, 100], got 1",
+        ),
+        (["tune", "configs/mnist5k.yaml", "--name", "../outside"], "--name: name: expected a run name"),
+        (["tune", "configs/mnist5k.yaml", "--set", "data.sourc=npz"], "did you mean 'source'"),
+        (["export", "results/nothing"], "results/nothing: expected a run directory"),
+        (["train", "configs/mnist5k.yaml"], "not an export"),
+        (["tune"], "the following arguments are required: CONFIG"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_no_traceback_nothing_written(workdir, args, fragment):
+    before = tree_state(workdir)
+    proc = run_cli(*args, cwd=workdir)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert fragment in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert tree_state(workdir) == before
+
+
+def test_offline_keras_dataset_is_a_clear_error(workdir, tmp_path):
+    # Point every download at a closed local port: what a machine without internet sees.
+    env = {
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "http_proxy": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+        "KERAS_HOME": str(tmp_path / "keras_home"),
+    }
+    proc = run_cli(
+        "tune", "configs/digits_smoke.yaml", "--set", "data.source=keras:fashion_mnist", cwd=workdir, env=env
+    )
+    assert proc.returncode == 2
+    assert "could not load keras.datasets.fashion_mnist" in proc.stderr and "internet" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (workdir / "results").exists()
