@@ -44,6 +44,8 @@ class Validate:
         from search.config import load_config
 
         cfg = load_config(args.config, args.overrides)
+        for warning in cfg.warnings():
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
         print(describe(cfg))
         return 0
 

@@ -70,7 +70,7 @@ def _npz(path: str):
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as e:  # not a zip, truncated, ...
-        raise UserError(path, "", f"cannot read as .npz ({e.__class__.__name__}: {e})") from None
+        raise UserError(path, "", f"cannot read as .npz ({_first_line(e)})") from None
     with archive:
         if not hasattr(archive, "files"):
             raise UserError(path, "", "expected an .npz archive with x_train and y_train, got a single .npy array")
@@ -109,6 +109,12 @@ def _check_xy(path: str, x: np.ndarray, y: np.ndarray, split: str):
     return x.astype("float32"), y.astype("int64")
 
 
+def _first_line(error: Exception, limit: int = 160) -> str:
+    text = (str(error).strip().splitlines() or [""])[0]
+    text = f"{error.__class__.__name__}: {text}" if text else error.__class__.__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _keras_dataset(name: str):
     import keras
 
@@ -118,7 +124,7 @@ def _keras_dataset(name: str):
         raise UserError(
             "data.source",
             f"keras:{name}",
-            f"could not load keras.datasets.{name} ({e.__class__.__name__}); it downloads on first use, "
+            f"could not load keras.datasets.{name} ({_first_line(e)}); it downloads on first use, "
             "so it needs internet access or a copy in ~/.keras/datasets",
         ) from None
     fix = lambda a: (a[..., None] if a.ndim == 3 else a).astype("float32")  # noqa: E731
@@ -145,9 +151,7 @@ def _directory(path: str, image_size, color_mode: str | None):
         )
         pairs = [(x.numpy(), int(y)) for x, y in ds]
     except Exception as e:  # undecodable file, no images at all
-        raise UserError(
-            path, "data.path", f"cannot read the images ({e.__class__.__name__}: {str(e).splitlines()[0]})"
-        ) from None
+        raise UserError(path, "data.path", f"cannot read the images ({_first_line(e)})") from None
     if not pairs:
         raise UserError(path, "data.path", "found no images (jpeg, png, bmp or gif) in the class folders")
     x = np.stack([p[0] for p in pairs]).astype("float32")

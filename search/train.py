@@ -64,6 +64,9 @@ def train(export, output_dir=None, *, epochs: int | None = None, overwrite: bool
         raise UserError("--epochs", "", f"expected an integer >= 1, got {epochs!r}")
     out = _output_dir(cfg, output_dir, overwrite)
 
+    from search.runtime import import_tensorflow
+
+    import_tensorflow()
     from search import data
     from search.tuning import build_hypermodel
 

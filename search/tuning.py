@@ -115,8 +115,13 @@ def tune(
     overrides.update({k: v for k, v in (("name", name), ("results_dir", results_dir)) if v is not None})
     cfg = load_config(config, overrides, labels={"name": "--name", "results_dir": "--results-dir"})
     mode = check_run_dir(cfg, overwrite)
+    for warning in cfg.warnings():
+        log(f"warning: {warning}")
 
-    from search import data, tuners  # TensorFlow from here on
+    from search.runtime import import_tensorflow
+
+    import_tensorflow()  # from here on TensorFlow is loaded
+    from search import data, tuners
 
     splits = data.load_splits(cfg.section("data"), cfg.resolved["seed"])  # bad data fails before disk is touched
     prepare_run_dir(cfg, mode)

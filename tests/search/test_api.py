@@ -35,7 +35,7 @@ def test_tune_export_train_from_python(tmp_path, hypermodel):
     config = {
         "name": "api",
         "results_dir": str(tmp_path / "results"),
-        "data": {"source": "digits", "max_examples": 600},
+        "data": {"source": "digits", "max_examples": 1000},
         "hypermodel": {"name": hypermodel},
         "search_space": {
             "model": {"units": {"choice": [8, 32]}},
@@ -50,10 +50,10 @@ def test_tune_export_train_from_python(tmp_path, hypermodel):
     assert any(line.startswith("trial ") for line in lines)
 
     path = export_best(tmp_path / "results" / "api")
-    metrics = train(path, tmp_path / "prod", verbose=0)
+    metrics = train(path, tmp_path / "prod", epochs=15, verbose=0)
     best = next(t for t in summary["trials"] if t["trial_id"] == summary["best_trial"])
     assert metrics["hyperparameters"]["model.units"] == best["hyperparameters"]["model.units"]
-    assert json.loads((tmp_path / "prod" / "metrics.json").read_text())["test"]["accuracy"] > 0.2
+    assert json.loads((tmp_path / "prod" / "metrics.json").read_text())["test"]["accuracy"] > 0.5
 
 
 def test_api_raises_user_error_on_bad_config(tmp_path):

@@ -39,6 +39,8 @@ def test_validate_prints_the_resolved_space(workdir):
     assert "choice of {none, before_activation, after_activation}" in out
     assert "(when schedule.kind = step)" in out
     assert "max_epochs 3" in out
+    # drop_epoch reaches 7 >= 3: legal, but those values never drop during the search.
+    assert "warning:" in proc.stderr and "search_space.schedule.drop_epoch" in proc.stderr
     assert not (workdir / "results").exists()
 
 

@@ -1,0 +1,39 @@
+"""Importing TensorFlow without its C++ start-up chatter on stderr.
+
+TensorFlow logs oneDNN and CUDA-probing lines from C++ straight to file
+descriptor 2 when it starts (TF_CPP_MIN_LOG_LEVEL does not reach all of them),
+which would bury ktsearch's own one-line errors. We silence fd 2 for the import
+and the device probe only; Python exceptions still surface afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow():
+    """Import TensorFlow (once) and probe its devices, quietly; returns the module."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _native_stderr_silenced():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    return tf
