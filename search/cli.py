@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from search.errors import EXIT_USAGE, UserError
+from search.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
 
 PROG = "ktsearch"
 
@@ -181,3 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"{PROG}: error: {e.line()}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        command = " ".join(["ktsearch", *(argv if argv is not None else sys.argv[1:])])
+        hint = f"completed trials are kept; resume with: {command}" if args.command == "tune" else "no model was saved"
+        print(f"\n{PROG}: interrupted; {hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -331,10 +331,9 @@ def _check_space(c: _Checker, raw: Any, hypermodel: str, section: str, horizon: 
     except SpaceError as e:
         key = f"{section}.{e.key}" if e.key else section
         raise c.fail(key.rstrip("."), e.message) from None
-    if fixed:
-        for name, dim in space.dims.items():
-            if name in space.searched():
-                raise c.fail(f"{section}.{name}", f"expected a fixed value in an export, got {dim.describe()}")
+    if fixed and space.searched():
+        name = space.searched()[0]
+        raise c.fail(f"{section}.{name}", f"expected a fixed value in an export, got {space.dims[name].describe()}")
     if space.max_value("schedule.warmup_epochs") >= horizon:
         raise c.fail(
             f"{section}.schedule.warmup_epochs", f"expected values below the schedule horizon ({horizon} epochs)"

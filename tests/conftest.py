@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +61,57 @@ def smoke_run(tmp_path_factory) -> Path:
     run_dir = cwd / "results" / "digits-smoke"
     (run_dir / "tune.stdout").write_text(proc.stdout)
     return run_dir
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TensorBoardServer:
+    """A real TensorBoard process on 127.0.0.1; `get` and `post` speak JSON to it."""
+
+    def __init__(self, logdir: Path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1"]
+        cmd += ["--port", str(self.port), "--reload_interval", "0"]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **QUIET_ENV}
+        )
+
+    def wait(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.stderr.read().decode()[-2000:]
+            with contextlib.suppress(OSError):
+                if self.get("/data/plugins_listing"):
+                    return
+            time.sleep(0.5)
+        raise TimeoutError("TensorBoard did not answer")
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.url + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    def post(self, path: str, body: dict):
+        req = urllib.request.Request(self.url + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+        self.proc.kill()
+
+
+@contextlib.contextmanager
+def tensorboard_server(logdir: Path):
+    server = TensorBoardServer(logdir)
+    try:
+        server.wait()
+        yield server
+    finally:
+        server.stop()

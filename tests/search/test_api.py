@@ -40,6 +40,7 @@ def test_tune_export_train_from_python(tmp_path, hypermodel):
         "search_space": {
             "model": {"units": {"choice": [8, 32]}},
             "augmentation": {"rotation_range": {"min": 0, "max": 10}},
+            "schedule": {"initial_lr": 0.01},
         },
         "tuner": {"algorithm": "random", "max_trials": 2, "max_epochs": 2},
     }
