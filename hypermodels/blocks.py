@@ -6,6 +6,15 @@ import keras
 from keras import layers
 
 
+def unit_options(values: dict) -> dict:
+    """The `conv_unit` keyword arguments a trial's values select."""
+    return {
+        "placement": values["batchnorm.placement"],
+        "activation": values["model.activation"],
+        "momentum": values["batchnorm.momentum"],
+    }
+
+
 def conv_unit(x, filters: int, *, placement: str, activation: str, momentum: float, name: str, strides: int = 1):
     """3x3 conv + activation, with BatchNorm where `placement` says.
 

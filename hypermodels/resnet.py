@@ -6,7 +6,7 @@ import keras
 from keras import layers
 
 from hypermodels.base import BACKBONE, ImageHyperModel
-from hypermodels.blocks import backbone_input, classifier, conv_unit
+from hypermodels.blocks import backbone_input, classifier, conv_unit, unit_options
 from hypermodels.spaces import RESNET_MODEL
 
 
@@ -25,11 +25,7 @@ class ResNetHyperModel(ImageHyperModel):
 
     def build_backbone(self, values) -> keras.Model:
         inputs, x = backbone_input(self.input_shape)
-        unit = dict(
-            placement=values["batchnorm.placement"],
-            activation=values["model.activation"],
-            momentum=values["batchnorm.momentum"],
-        )
+        unit = unit_options(values)
         x = conv_unit(x, values["model.filters"], name="stem", **unit)
         for stage in range(values["model.stages"]):
             filters = values["model.filters"] * 2**stage

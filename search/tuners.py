@@ -107,13 +107,23 @@ class BayesianTuner(RecordingTuner, kt.BayesianOptimization):
     pass
 
 
+def oracle_seed(seed: int) -> int:
+    """Spread config seeds far apart for KerasTuner's oracle.
+
+    The oracle draws value k of a search from ``random.Random(seed + k)``, so seeds 1 and 2
+    would propose the same values shifted by one dimension; it also reads 0 as "no seed".
+    A multiplicative hash keeps the mapping deterministic and puts neighbours ~1e9 apart.
+    """
+    return 1 + (seed * 2654435761) % (2**31 - 2)
+
+
 def build_tuner(config, hypermodel, log=print):
     """The configured tuner over `hypermodel`, reloading an existing project in the run dir."""
     t = config.section("tuner")
     common = dict(
         hypermodel=hypermodel,
         objective=kt.Objective(t["objective"], runs.direction(t["objective"])),
-        seed=config.resolved["seed"] + 1,  # KerasTuner reads seed 0 as "no seed" and draws a random one
+        seed=oracle_seed(config.resolved["seed"]),
         max_consecutive_failed_trials=t["max_consecutive_failed_trials"],
         directory=str(config.run_dir),
         project_name=runs.TUNER_DIR,
