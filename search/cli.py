@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
+from pathlib import Path
 
-from search.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
+from search.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, SearchStopped, UserError
 
 PROG = "ktsearch"
 
@@ -118,7 +120,52 @@ class Train:
         return 0
 
 
-COMMANDS = (Validate, Tune, Export, Train)
+class TensorBoard:
+    name = "tensorboard"
+    help = "start TensorBoard on a run (127.0.0.1 unless told otherwise) and print its URL"
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, e.g. results/mnist5k-cnn")
+        p.add_argument("--port", type=int, default=6006, help="port (default 6006; 0 picks a free one)")
+        p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+
+    @staticmethod
+    def run(args) -> int:
+        from search import runs
+
+        logdir = Path(args.run_dir) / runs.TENSORBOARD_DIR
+        if not logdir.is_dir():
+            raise UserError(
+                args.run_dir, "", f"expected a run directory with {runs.TENSORBOARD_DIR}/ (written by ktsearch tune)"
+            )
+        if not 0 <= args.port <= 65535:
+            raise UserError("--port", "", f"expected a port in 0-65535, got {args.port}")
+        if args.host in ("0.0.0.0", "::"):
+            print(
+                f"{PROG}: warning: --host {args.host} serves this run to every machine that can reach this one",
+                file=sys.stderr,
+            )
+        from search.runtime import import_tensorflow
+
+        import_tensorflow()
+        from search.tensorboard import serve
+
+        try:
+            url = serve(logdir, args.host, args.port)
+        except Exception as e:  # port in use, address not available
+            raise UserError(
+                f"--host {args.host} --port {args.port}", "", f"cannot start TensorBoard ({str(e).splitlines()[0]})"
+            ) from None
+        print(f"TensorBoard for {args.run_dir}: {url}  (Ctrl-C stops it)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+
+
+COMMANDS = (Validate, Tune, Export, Train, TensorBoard)
 
 
 def describe(cfg) -> str:
@@ -181,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"{PROG}: error: {e.line()}", file=sys.stderr)
         return EXIT_USAGE
+    except SearchStopped as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         command = " ".join(["ktsearch", *(argv if argv is not None else sys.argv[1:])])
         hint = f"completed trials are kept; resume with: {command}" if args.command == "tune" else "no model was saved"

@@ -278,6 +278,10 @@ def _check_hypermodel(c: _Checker, raw: Any) -> dict:
         raw = {"name": raw}
     hm = {**DEFAULTS["hypermodel"], **c.mapping(raw, "hypermodel", tuple(DEFAULTS["hypermodel"]))}
     c.string(hm["name"], "hypermodel.name")
+    if ":" in hm["name"]:  # a user's module:Class imports Keras; keep TensorFlow's start-up chatter off stderr
+        from search.runtime import import_tensorflow
+
+        import_tensorflow()
     try:
         registry.model_space(hm["name"])
     except registry.UnknownHyperModel as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
@@ -24,3 +25,7 @@ class UserError(Exception):
     def line(self) -> str:
         where = f"{self.source}: {self.key}" if self.key else self.source
         return f"{where}: {self.message}"
+
+
+class SearchStopped(Exception):
+    """The search ended early for a reason that is not bad input (e.g. too many failed trials)."""

@@ -36,4 +36,6 @@ def import_tensorflow():
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+    # Every trial builds a new model, so tf.function retracing warnings are expected, not a problem.
+    tf.get_logger().setLevel("ERROR")
     return tf

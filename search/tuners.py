@@ -1,33 +1,42 @@
 """KerasTuner tuners with ktsearch's per-trial bookkeeping.
 
-The Oracle proposes, the HyperModel builds, the Tuner runs: we only add, per
-trial, a deterministic seed, a clean TensorBoard directory, and a record of
-epochs granted, epochs run (EarlyStopping) and the absolute best epoch.
+The Oracle proposes, the HyperModel builds, the Tuner runs. We add, per trial:
+a deterministic seed; a record of epochs granted, epochs run (EarlyStopping) and
+the absolute best epoch; divergence (a non-finite loss) as a failed trial; and
+the TensorBoard session of `search.tensorboard` in place of KerasTuner's hook.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
 import warnings
+from pathlib import Path
 
 import keras
 import keras_tuner as kt
+import numpy as np
+from keras_tuner.src import config as kt_config
 
+from hypermodels import augment
 from search import runs
+from search import tensorboard as tb
 
 
 class RecordingTuner:
-    """Mixin for a KerasTuner Tuner; keyword args `run_seed` and `log` are ours."""
+    """Mixin for a KerasTuner Tuner; keyword args `run_seed`, `log`, `tensorboard_root`, `samples` are ours."""
 
-    def __init__(self, *args, run_seed: int = 0, log=print, **kwargs):
+    def __init__(self, *args, run_seed: int = 0, log=print, tensorboard_root=None, samples=None, **kwargs):
         self.run_seed = run_seed
         self.log = log
+        self.tensorboard_root = Path(tensorboard_root) if tensorboard_root else None
+        self.samples = samples
         self._started: dict[str, float] = {}
         self._records: dict[str, dict] = {}
         super().__init__(*args, **kwargs)
+
+    # -- running a trial ---------------------------------------------------------------
 
     def run_trial(self, trial, *args, **kwargs):
         # Same trial id, same initial weights and augmentation stream: runs are reproducible.
@@ -38,6 +47,8 @@ class RecordingTuner:
         histories = super().run_trial(trial, *args, **kwargs)
         record = self._records[trial.trial_id] = self._record(trial, histories[0], initial, total)
         runs.write_json(os.path.join(self.get_trial_dir(trial.trial_id), runs.RECORD_FILE), record)
+        if record["diverged"]:
+            raise kt.errors.FailedTrialError(record["diverged"])
         return histories
 
     def _record(self, trial, history, initial: int, total: int) -> dict:
@@ -47,6 +58,7 @@ class RecordingTuner:
         pick = max if objective.direction == "max" else min
         best_value, best_index = pick(finite, key=lambda p: p[0]) if finite else (None, None)
         _, book = runs.split_values(trial.hyperparameters.values)
+        diverged = _divergence(history.history.get("loss", []), initial)
         return {
             "trial_id": trial.trial_id,
             "bracket": book.get("bracket"),
@@ -55,39 +67,118 @@ class RecordingTuner:
             "initial_epoch": initial,
             "epochs_granted": total - initial,
             "epochs_run": len(history.epoch),
-            "stopped_early": len(history.epoch) < total - initial,
+            "stopped_early": len(history.epoch) < total - initial and diverged is None,
             "best_epoch": None if best_index is None else initial + best_index,
             "best_value": best_value,
+            "best_metrics": None
+            if best_index is None
+            else {k: float(v[best_index]) for k, v in history.history.items()},
+            "diverged": diverged,
             "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
             "seconds": round(time.time() - self._started.get(trial.trial_id, time.time()), 3),
         }
 
+    # -- TensorBoard -------------------------------------------------------------------
+
+    def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
+        # Replaces KerasTuner's hook (which adds a second HParams writer with inferred domains):
+        # the TensorBoard callback only writes curves into the trial's session directory.
+        for callback in callbacks:
+            if isinstance(callback, keras.callbacks.TensorBoard):
+                callback.log_dir = str(tb.trial_dir(self.tensorboard_root, trial.trial_id))
+
+    def _chain(self, trial) -> list[str]:
+        """Trial ids of this configuration's Hyperband chain, first to this one."""
+        chain = [trial.trial_id]
+        parent = trial.hyperparameters.values.get("tuner/trial_id")
+        while parent is not None:
+            chain.insert(0, parent)
+            parent = self.oracle.get_trial(parent).hyperparameters.values.get("tuner/trial_id")
+        return chain
+
+    def _augmented_samples(self, trial):
+        values = self.hypermodel.space.values(trial.hyperparameters)
+        layer = augment.from_values(values, seed=self.run_seed)
+        if layer is None:
+            return self.samples
+        return keras.ops.convert_to_numpy(layer(self.samples, training=True))
+
+    def _session_start(self, trial) -> None:
+        real, _ = runs.split_values(trial.hyperparameters.values)
+        augmented = None if self.samples is None else self._augmented_samples(trial)
+        tb.start_trial(self.tensorboard_root, trial.trial_id, self._chain(trial)[0], real, augmented)
+
+    def _session_end(self, trial, reason: str | None) -> None:
+        ok = trial.status == "COMPLETED"
+        tb.end_trial(self.tensorboard_root, trial.trial_id, ok, reason)
+        chain = self._chain(trial)
+        records = [r for r in (self._chain_record(t) for t in chain) if r]
+        if records:
+            objective = self.oracle.objective
+            columns = tb.chain_columns(records, objective.name, objective.direction)
+            tb.write_columns(self.tensorboard_root, chain[0], len(chain) - 1, columns)
+
+    def _chain_record(self, trial_id: str) -> dict | None:
+        if trial_id in self._records:
+            return self._records[trial_id]
+        return runs.read_json(Path(self.get_trial_dir(trial_id)) / runs.RECORD_FILE)
+
+    # -- hooks ----------------------------------------------------------------------------
+
     def on_trial_begin(self, trial):
         self._started[trial.trial_id] = time.time()
         super().on_trial_begin(trial)
+        if self.tensorboard_root is not None:
+            self._session_start(trial)
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
-        self.log(self._trial_line(self.oracle.get_trial(trial.trial_id)))
+        final = self.oracle.get_trial(trial.trial_id)
+        reason = failure_reason(final)
+        if self.tensorboard_root is not None:
+            self._session_end(final, reason)
+        self._records.pop(trial.trial_id, None)
+        self.log(self._trial_line(final, reason))
 
-    def _trial_line(self, trial) -> str:
-        record = self._records.pop(trial.trial_id, {})
+    def _trial_line(self, trial, reason: str | None) -> str:
+        record = self._chain_record(trial.trial_id) or {}
         where = f" bracket {record['bracket']} round {record['round']}" if record.get("bracket") is not None else ""
         epochs = f" epochs {record['epochs_run']}/{record['epochs_granted']}" if record else ""
         early = " (early stop)" if record.get("stopped_early") else ""
-        score = "" if trial.score is None else f" {self.oracle.objective.name} {trial.score:.4f}"
+        score = (
+            ""
+            if trial.score is None or trial.status != "COMPLETED"
+            else f" {self.oracle.objective.name} {trial.score:.4f}"
+        )
         seconds = time.time() - self._started.pop(trial.trial_id, time.time())
         line = f"trial {trial.trial_id}{where}:{epochs}{early}{score} {trial.status.lower()} [{seconds:.1f}s]"
-        if trial.message:  # failed trials carry KerasTuner's traceback; its last line says why
-            line += f": {trial.message.strip().splitlines()[-1]}"
-        return line
+        return f"{line}: {reason}" if reason else line
 
-    def _get_tensorboard_dir(self, logdir, trial_id, execution):
-        # One directory per trial; a trial that is re-run (resume) starts its curves afresh.
-        path = os.path.join(str(logdir), f"trial_{trial_id}")
-        shutil.rmtree(path, ignore_errors=True)
-        return path
 
+def _divergence(losses: list, initial: int) -> str | None:
+    for i, loss in enumerate(losses):
+        if not math.isfinite(loss):
+            return f"diverged: loss became {loss} at epoch {initial + i}"
+    return None
+
+
+def failure_reason(trial) -> str | None:
+    """One line saying why a trial did not complete (KerasTuner keeps the whole traceback)."""
+    if trial.status == "COMPLETED":
+        return None
+    if not trial.message:
+        return (
+            "no objective value (NaN score)"
+            if trial.score is not None and np.isnan(trial.score)
+            else trial.status.lower()
+        )
+    last = trial.message.strip().splitlines()[-1]
+    return last.partition(": ")[2] if last.startswith("keras_tuner.") else last
+
+
+# KerasTuner prints every failed trial's traceback to stderr; ours is one line per trial, and the
+# traceback stays in trial.json ("message"). KTSEARCH_DEBUG=1 brings KerasTuner's printing back.
+kt_config.DEBUG = bool(os.environ.get("KTSEARCH_DEBUG"))
 
 # A Hyperband continuation loads its parent's weights into a model whose optimizer is not built
 # yet, so Keras warns that optimizer variables are skipped: KerasTuner restarts the optimizer
@@ -117,7 +208,7 @@ def oracle_seed(seed: int) -> int:
     return 1 + (seed * 2654435761) % (2**31 - 2)
 
 
-def build_tuner(config, hypermodel, log=print):
+def build_tuner(config, hypermodel, log=print, samples=None):
     """The configured tuner over `hypermodel`, reloading an existing project in the run dir."""
     t = config.section("tuner")
     common = dict(
@@ -130,6 +221,8 @@ def build_tuner(config, hypermodel, log=print):
         overwrite=False,  # ktsearch decides about overwriting, before the tuner exists
         run_seed=config.resolved["seed"],
         log=log,
+        tensorboard_root=config.run_dir / runs.TENSORBOARD_DIR,
+        samples=samples,
     )
     if t["algorithm"] == "hyperband":
         return HyperbandTuner(

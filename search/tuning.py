@@ -11,8 +11,9 @@ import yaml
 
 from search import runs
 from search.config import Config, dump_yaml, load_config, parse_overrides
-from search.errors import UserError
+from search.errors import SearchStopped, UserError
 
+SAMPLE_IMAGES = 16
 RESUME_IGNORES = ("name", "results_dir")  # moving or renaming a run does not change what it searches
 
 
@@ -121,7 +122,7 @@ def tune(
     from search.runtime import import_tensorflow
 
     import_tensorflow()  # from here on TensorFlow is loaded
-    from search import data, tuners
+    from search import data, tensorboard, tuners
 
     splits = data.load_splits(cfg.section("data"), cfg.resolved["seed"])  # bad data fails before disk is touched
     prepare_run_dir(cfg, mode)
@@ -133,15 +134,31 @@ def tune(
 
     keras.utils.set_random_seed(cfg.resolved["seed"])
     train_ds, val_ds, _ = data.to_datasets(splits, cfg.section("data")["batch_size"], cfg.resolved["seed"])
-    tuner = tuners.build_tuner(cfg, build_hypermodel(cfg, splits), log=log)
-    tuner.search(
-        train_ds,
-        validation_data=val_ds,
-        epochs=cfg.section("tuner")["max_epochs"],
-        callbacks=tuners.search_callbacks(cfg),
-        verbose=0,
-        shuffle=False,  # the dataset reshuffles itself
-    )
+    hypermodel = build_hypermodel(cfg, splits)
+    samples = splits.x_train[:SAMPLE_IMAGES]  # the same images in every trial's augmentation grid
+    tb_root = cfg.run_dir / runs.TENSORBOARD_DIR
+    if mode != "resume":  # one experiment config per run; a resumed run keeps its own
+        objective = cfg.section("tuner")["objective"]
+        tensorboard.write_experiment(tb_root, cfg.space, objective, hypermodel.logged_metrics, samples)
+    tuner = tuners.build_tuner(cfg, hypermodel, log=log, samples=samples)
+    try:
+        tuner.search(
+            train_ds,
+            validation_data=val_ds,
+            epochs=cfg.section("tuner")["max_epochs"],
+            callbacks=tuners.search_callbacks(cfg),
+            verbose=0,
+            shuffle=False,  # the dataset reshuffles itself
+        )
+    except RuntimeError as e:  # KerasTuner's consecutive-failure limit
+        if "consecutive failures" not in str(e):
+            raise
+        log(final_report(cfg, summarize(cfg)))
+        limit = cfg.section("tuner")["max_consecutive_failed_trials"]
+        raise SearchStopped(
+            f"search stopped: {limit} trials in a row failed (tuner.max_consecutive_failed_trials); "
+            f"the results so far are kept in {cfg.run_dir}"
+        ) from None
     summary = summarize(cfg)
     log(final_report(cfg, summary))
     return summary

@@ -1,0 +1,216 @@
+"""What ktsearch writes for TensorBoard, and the `ktsearch tensorboard` server.
+
+Layout under ``results/<name>/tensorboard/``:
+
+* the root holds the experiment-level HParams config (every dimension with its
+  *declared* domain, metrics with the objective first) and the un-augmented
+  sample batch;
+* ``trial_<id>/`` is one HParams session per trial: session start (values and
+  group), session end (success or failure), an image grid of the sample batch
+  augmented at the trial's strengths, the failure reason as text, and
+  ``train/`` and ``validation/`` curves (loss, accuracy, learning rate);
+* a configuration is one session *group*, named after the first trial of its
+  Hyperband chain; its continuations are further sessions of that group.
+  The group's columns (best-epoch metrics, bracket, round, epochs granted/run,
+  best epoch) are written to ``trial_<first>/ktsearch/`` only, one step per
+  round, so the dashboard's per-group average is exactly the latest values.
+
+This replaces KerasTuner's own HParams hook (a second writer per trial, with
+domains inferred from sampled values) rather than stacking on it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tensorboard.plugins.hparams import api as hp
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import summary as hp_summary
+
+from hypermodels.space import Choice, Fixed, Range
+from hypermodels.spaces import condition_of
+
+COLUMNS = "ktsearch"  # subdirectory (metric group) of a chain's first session holding its columns
+TRIAL_COLUMNS = (
+    ("trial/bracket", "bracket", "Hyperband bracket"),
+    ("trial/round", "round", "latest Hyperband round this configuration reached"),
+    ("trial/epochs_granted", "epochs granted", "epochs the tuner granted this configuration, all rounds"),
+    ("trial/epochs_run", "epochs run", "epochs actually trained, all rounds (fewer: early stopping)"),
+    ("trial/best_epoch", "best epoch", "absolute epoch of the best objective value"),
+)
+UNITS = {"rotation_range": "°", "shear_range": "°"}
+
+
+def trial_dir(root: Path, trial_id: str) -> Path:
+    return Path(root) / f"trial_{trial_id}"
+
+
+def _domain(dim):
+    if isinstance(dim, Range):
+        return (
+            hp.IntInterval(int(dim.min), int(dim.max))
+            if dim.integer
+            else hp.RealInterval(float(dim.min), float(dim.max))
+        )
+    values = dim.values if isinstance(dim, Choice) else (dim.value,)
+    return hp.Discrete([v if isinstance(v, (bool, str)) else float(v) for v in values])
+
+
+def _description(name: str, dim, spec) -> str:
+    parts = [spec.doc] if spec.doc else []
+    if isinstance(dim, Range):
+        parts.append(f"{dim.sampling} sampling" + (", log-uniform over the interval" if dim.sampling == "log" else ""))
+        if dim.step is not None:
+            parts.append(f"step {dim.step:g}")
+    elif isinstance(dim, Fixed):
+        parts.append("fixed")
+    kind = condition_of(name)
+    if kind:
+        parts.append(f"only when schedule.kind = {kind}")
+    return "; ".join(parts)
+
+
+def experiment_hparams(space) -> list:
+    """Every dimension that is on, with its declared domain, in config order."""
+    out = []
+    for name, dim in space.dims.items():
+        if dim is None:
+            continue
+        unit = UNITS.get(name.partition(".")[2])
+        display = f"{name} ({unit})" if unit else name
+        out.append(
+            hp.HParam(name, _domain(dim), display_name=display, description=_description(name, dim, space.specs[name]))
+        )
+    return out
+
+
+def experiment_metrics(objective: str, logged: tuple[str, ...]) -> list:
+    """Objective first (its best-epoch value), then the other metrics at that epoch, then trial columns."""
+    names = [objective, *(m for m in (*(f"val_{x}" for x in logged), *logged) if m != objective)]
+    out = [
+        hp.Metric(
+            f"best/{m}",
+            group=COLUMNS,
+            display_name=f"{m} (best epoch)",
+            description=f"{m} at the epoch the tuner ranked by",
+        )
+        for m in names
+    ]
+    out += [hp.Metric(tag, group=COLUMNS, display_name=display, description=doc) for tag, display, doc in TRIAL_COLUMNS]
+    return out
+
+
+def _write(logdir: Path, fn) -> None:
+    writer = tf.summary.create_file_writer(str(logdir))
+    with writer.as_default():
+        fn()
+    writer.close()
+
+
+def experiment_summary(space, objective: str, logged: tuple[str, ...]):
+    """The HParams experiment as a Summary proto; searched dimensions marked so they sort first."""
+    searched = set(space.searched())
+    infos = []
+    for param in experiment_hparams(space):
+        info = api_pb2.HParamInfo(name=param.name, display_name=param.display_name, description=param.description)
+        param.domain.update_hparam_info(info)
+        # TensorBoard orders columns by (not differs, name): searched dimensions first, fixed ones after.
+        info.differs = param.name in searched
+        infos.append(info)
+    metrics = [m.as_proto() for m in experiment_metrics(objective, logged)]
+    return hp_summary.experiment_pb(infos, metrics, time_created_secs=time.time())
+
+
+def write_experiment(root: Path, space, objective: str, logged: tuple[str, ...], samples: np.ndarray | None) -> None:
+    """The experiment-level HParams config (and the sample batch, un-augmented), at run start."""
+    pb = experiment_summary(space, objective, logged)
+
+    def body():
+        tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=0)
+        if samples is not None:
+            tf.summary.image("augmentation/original", image_grid(samples)[None], step=0)
+
+    _write(root, body)
+
+
+def image_grid(images: np.ndarray, columns: int = 4, min_tile: int = 64) -> np.ndarray:
+    """Tile 0-255 images into one uint8 grid, upscaled (nearest) so small digits stay visible."""
+    images = np.clip(np.asarray(images, dtype="float32"), 0, 255).astype("uint8")
+    n, h, w, c = images.shape
+    scale = max(1, -(-min_tile // max(h, w)))
+    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+    rows = -(-n // columns)
+    h, w = h * scale, w * scale
+    grid = np.full((rows * (h + 2) + 2, columns * (w + 2) + 2, c), 128, dtype="uint8")
+    for i, image in enumerate(images):
+        r, col = divmod(i, columns)
+        grid[2 + r * (h + 2) : 2 + r * (h + 2) + h, 2 + col * (w + 2) : 2 + col * (w + 2) + w] = image
+    return grid
+
+
+def start_trial(root: Path, trial_id: str, group: str, values: dict, augmented: np.ndarray | None) -> None:
+    """A fresh session directory: session start info and the augmented sample batch."""
+    logdir = trial_dir(root, trial_id)
+    shutil.rmtree(logdir, ignore_errors=True)  # a trial re-run on resume starts afresh: logs never mix
+
+    def body():
+        hp.hparams(values, trial_id=group, start_time_secs=time.time())
+        if augmented is not None:
+            tf.summary.image("augmentation/this_trial", image_grid(augmented)[None], step=0)
+
+    _write(logdir, body)
+
+
+def end_trial(root: Path, trial_id: str, ok: bool, reason: str | None) -> None:
+    """Session end: success, or failure with the reason as text (Text tab)."""
+    status = api_pb2.STATUS_SUCCESS if ok else api_pb2.STATUS_FAILURE
+    pb = hp_summary.session_end_pb(status)
+
+    def body():
+        tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=0)
+        if reason:
+            tf.summary.text("trial/failure", reason, step=0)
+
+    _write(trial_dir(root, trial_id), body)
+
+
+def write_columns(root: Path, first_trial_id: str, step: int, columns: dict) -> None:
+    """A configuration's columns, on its first session, at step = Hyperband round (latest wins)."""
+
+    def body():
+        for tag, value in columns.items():
+            if value is not None:
+                tf.summary.scalar(tag, float(value), step=step)
+
+    _write(trial_dir(root, first_trial_id) / COLUMNS, body)
+
+
+def chain_columns(records: list[dict], objective: str, direction: str) -> dict:
+    """Columns of one configuration from the records of its trials (first to latest)."""
+    done = [r for r in records if r.get("best_metrics") and not r.get("diverged")]
+    latest = records[-1]
+    columns = {
+        "trial/bracket": latest.get("bracket"),
+        "trial/round": latest.get("round"),
+        "trial/epochs_granted": sum(r["epochs_granted"] for r in records),
+        "trial/epochs_run": sum(r["epochs_run"] for r in records),
+    }
+    if done:
+        pick = max if direction == "max" else min
+        best = pick(done, key=lambda r: r["best_metrics"][objective])
+        columns["trial/best_epoch"] = best["best_epoch"]
+        columns.update({f"best/{k}": v for k, v in best["best_metrics"].items() if k != "learning_rate"})
+    return columns
+
+
+def serve(logdir: Path, host: str, port: int) -> str:
+    """Start TensorBoard on `logdir` in a background thread; returns its URL."""
+    from tensorboard import program
+
+    board = program.TensorBoard()
+    board.configure(argv=[None, "--logdir", str(logdir), "--host", host, "--port", str(port), "--reload_interval", "5"])
+    return board.launch()
