@@ -9,10 +9,11 @@ Layout under ``results/<name>/tensorboard/``:
   group), session end (success or failure), an image grid of the sample batch
   augmented at the trial's strengths, the failure reason as text, and
   ``train/`` and ``validation/`` curves (loss, accuracy, learning rate);
+  only searched dimensions are HParams (fixed values would fill every row alike);
 * a configuration is one session *group*, named after the first trial of its
   Hyperband chain; its continuations are further sessions of that group.
   The group's columns (best-epoch metrics, bracket, round, epochs granted/run,
-  best epoch) are written to ``trial_<first>/ktsearch/`` only, one step per
+  best epoch, failed) are scalars in the *first* session only, one step per
   round, so the dashboard's per-group average is exactly the latest values.
 
 This replaces KerasTuner's own HParams hook (a second writer per trial, with
@@ -34,13 +35,13 @@ from tensorboard.plugins.hparams import summary as hp_summary
 from hypermodels.space import Choice, Fixed, Range
 from hypermodels.spaces import condition_of
 
-COLUMNS = "ktsearch"  # subdirectory (metric group) of a chain's first session holding its columns
 TRIAL_COLUMNS = (
     ("trial/bracket", "bracket", "Hyperband bracket"),
     ("trial/round", "round", "latest Hyperband round this configuration reached"),
     ("trial/epochs_granted", "epochs granted", "epochs the tuner granted this configuration, all rounds"),
     ("trial/epochs_run", "epochs run", "epochs actually trained, all rounds (fewer: early stopping)"),
     ("trial/best_epoch", "best epoch", "absolute epoch of the best objective value"),
+    ("trial/failed", "failed", "1 when the latest round failed or diverged (the reason is in the Text tab)"),
 )
 UNITS = {"rotation_range": "°", "shear_range": "°"}
 
@@ -75,11 +76,14 @@ def _description(name: str, dim, spec) -> str:
 
 
 def experiment_hparams(space) -> list:
-    """Every dimension that is on, with its declared domain, in config order."""
+    """Every searched dimension with its declared domain, in config order.
+
+    Fixed values are left out on purpose: they are the same in every row, and the dashboard
+    shows only the first few columns, alphabetically; config.yaml and the export hold them.
+    """
     out = []
-    for name, dim in space.dims.items():
-        if dim is None:
-            continue
+    for name in space.searched():
+        dim = space.dims[name]
         unit = UNITS.get(name.partition(".")[2])
         display = f"{name} ({unit})" if unit else name
         out.append(
@@ -89,19 +93,16 @@ def experiment_hparams(space) -> list:
 
 
 def experiment_metrics(objective: str, logged: tuple[str, ...]) -> list:
-    """Objective first (its best-epoch value), then the other metrics at that epoch, then trial columns."""
-    names = [objective, *(m for m in (*(f"val_{x}" for x in logged), *logged) if m != objective)]
-    out = [
-        hp.Metric(
-            f"best/{m}",
-            group=COLUMNS,
-            display_name=f"{m} (best epoch)",
-            description=f"{m} at the epoch the tuner ranked by",
+    """Objective first (its best-epoch value), then the trial columns, then the other metrics at that epoch."""
+
+    def best(m: str):
+        return hp.Metric(
+            f"best/{m}", display_name=f"{m} (best epoch)", description=f"{m} at the epoch the tuner ranked by"
         )
-        for m in names
-    ]
-    out += [hp.Metric(tag, group=COLUMNS, display_name=display, description=doc) for tag, display, doc in TRIAL_COLUMNS]
-    return out
+
+    others = [m for m in (*(f"val_{x}" for x in logged), *logged) if m != objective]
+    columns = [hp.Metric(tag, display_name=display, description=doc) for tag, display, doc in TRIAL_COLUMNS]
+    return [best(objective), *columns, *(best(m) for m in others)]
 
 
 def _write(logdir: Path, fn) -> None:
@@ -111,26 +112,12 @@ def _write(logdir: Path, fn) -> None:
     writer.close()
 
 
-def experiment_summary(space, objective: str, logged: tuple[str, ...]):
-    """The HParams experiment as a Summary proto; searched dimensions marked so they sort first."""
-    searched = set(space.searched())
-    infos = []
-    for param in experiment_hparams(space):
-        info = api_pb2.HParamInfo(name=param.name, display_name=param.display_name, description=param.description)
-        param.domain.update_hparam_info(info)
-        # TensorBoard orders columns by (not differs, name): searched dimensions first, fixed ones after.
-        info.differs = param.name in searched
-        infos.append(info)
-    metrics = [m.as_proto() for m in experiment_metrics(objective, logged)]
-    return hp_summary.experiment_pb(infos, metrics, time_created_secs=time.time())
-
-
 def write_experiment(root: Path, space, objective: str, logged: tuple[str, ...], samples: np.ndarray | None) -> None:
     """The experiment-level HParams config (and the sample batch, un-augmented), at run start."""
-    pb = experiment_summary(space, objective, logged)
+    hparams, metrics = experiment_hparams(space), experiment_metrics(objective, logged)
 
     def body():
-        tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=0)
+        hp.hparams_config(hparams=hparams, metrics=metrics)
         if samples is not None:
             tf.summary.image("augmentation/original", image_grid(samples)[None], step=0)
 
@@ -152,15 +139,28 @@ def image_grid(images: np.ndarray, columns: int = 4, min_tile: int = 64) -> np.n
     return grid
 
 
-def start_trial(root: Path, trial_id: str, group: str, values: dict, augmented: np.ndarray | None) -> None:
-    """A fresh session directory: session start info and the augmented sample batch."""
+def augmentation_caption(values: dict) -> str:
+    """'rotation_range 23.1, shear_range 12, ...' from a trial's dotted values."""
+    parts = []
+    for name, value in values.items():
+        section, _, key = name.partition(".")
+        if section == "augmentation":
+            parts.append(f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}")
+    return ", ".join(parts)
+
+
+def start_trial(
+    root: Path, trial_id: str, group: str, values: dict, augmented: np.ndarray | None, caption: str = ""
+) -> None:
+    """A fresh session directory: session start info (searched values) and the augmented sample batch."""
     logdir = trial_dir(root, trial_id)
     shutil.rmtree(logdir, ignore_errors=True)  # a trial re-run on resume starts afresh: logs never mix
 
     def body():
         hp.hparams(values, trial_id=group, start_time_secs=time.time())
         if augmented is not None:
-            tf.summary.image("augmentation/this_trial", image_grid(augmented)[None], step=0)
+            description = f"The run's sample images augmented at this trial's strengths: {caption}"
+            tf.summary.image("augmentation/this_trial", image_grid(augmented)[None], step=0, description=description)
 
     _write(logdir, body)
 
@@ -186,7 +186,7 @@ def write_columns(root: Path, first_trial_id: str, step: int, columns: dict) -> 
             if value is not None:
                 tf.summary.scalar(tag, float(value), step=step)
 
-    _write(trial_dir(root, first_trial_id) / COLUMNS, body)
+    _write(trial_dir(root, first_trial_id), body)
 
 
 def chain_columns(records: list[dict], objective: str, direction: str) -> dict:

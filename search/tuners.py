@@ -104,19 +104,21 @@ class RecordingTuner:
         return keras.ops.convert_to_numpy(layer(self.samples, training=True))
 
     def _session_start(self, trial) -> None:
-        real, _ = runs.split_values(trial.hyperparameters.values)
+        searched = set(self.hypermodel.space.searched())
+        values = {k: v for k, v in trial.hyperparameters.values.items() if k in searched}
         augmented = None if self.samples is None else self._augmented_samples(trial)
-        tb.start_trial(self.tensorboard_root, trial.trial_id, self._chain(trial)[0], real, augmented)
+        caption = tb.augmentation_caption(self.hypermodel.space.values(trial.hyperparameters))
+        tb.start_trial(self.tensorboard_root, trial.trial_id, self._chain(trial)[0], values, augmented, caption)
 
     def _session_end(self, trial, reason: str | None) -> None:
         ok = trial.status == "COMPLETED"
         tb.end_trial(self.tensorboard_root, trial.trial_id, ok, reason)
         chain = self._chain(trial)
         records = [r for r in (self._chain_record(t) for t in chain) if r]
-        if records:
-            objective = self.oracle.objective
-            columns = tb.chain_columns(records, objective.name, objective.direction)
-            tb.write_columns(self.tensorboard_root, chain[0], len(chain) - 1, columns)
+        objective = self.oracle.objective
+        columns = tb.chain_columns(records, objective.name, objective.direction) if records else {}
+        columns["trial/failed"] = 0.0 if ok else 1.0
+        tb.write_columns(self.tensorboard_root, chain[0], len(chain) - 1, columns)
 
     def _chain_record(self, trial_id: str) -> dict | None:
         if trial_id in self._records:

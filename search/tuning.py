@@ -204,7 +204,7 @@ def final_report(cfg: Config, summary: dict) -> str:
     run = _shell_path(cfg.run_dir)
     lines += [
         "open TensorBoard:",
-        f"  tensorboard --logdir {_shell_path(cfg.run_dir / runs.TENSORBOARD_DIR)} --host 127.0.0.1 --port 6006",
+        f"  ktsearch tensorboard {run}",
         "export the best configuration, then train it:",
         f"  ktsearch export {run}",
         f"  ktsearch train {_shell_path(cfg.run_dir / runs.EXPORT_FILE)}",

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,7 @@ def test_summary_and_final_report(smoke_run):
         assert 1 <= t["epochs_run"] <= t["epochs_granted"]
     out = (smoke_run / "tune.stdout").read_text()
     assert f"best trial {best['trial_id']}: val_accuracy = {best['score']:.4f}" in out
-    assert "tensorboard --logdir results/digits-smoke/tensorboard --host 127.0.0.1" in out
+    assert "ktsearch tensorboard results/digits-smoke" in out
     assert "ktsearch export results/digits-smoke" in out
 
 
@@ -166,13 +167,14 @@ def test_resume_refuse_and_overwrite(workdir):
     assert tree_state(run_dir) == before
 
     # --overwrite replaces it: the old TensorBoard logs are gone, not mixed in.
+    overwrite_started = time.time()
     proc = run_cli(
         "tune", "configs/digits_smoke.yaml", "--name", "r", *FAST, "--set", "seed=2", "--overwrite", cwd=workdir
     )
     assert proc.returncode == 0, proc.stderr
     new_events = set((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
     assert new_events and not (old_events & new_events)
-    assert all(len(list(d.glob("events.out.tfevents.*"))) == 1 for d in (run_dir / "tensorboard").glob("trial_*"))
+    assert all(p.stat().st_mtime >= overwrite_started for p in new_events)
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["seed"] == 2
 
 

@@ -76,11 +76,13 @@ def test_declared_domains_exactly_as_configured(smoke_run):
     assert "only when schedule.kind = step" in infos["schedule.drop_epoch"]["description"]
     assert infos["augmentation.rotation_range"]["displayName"] == "augmentation.rotation_range (°)"
     assert not any(name.startswith("tuner/") for name in infos)
-    # Searched dimensions first, fixed ones after.
-    names = [h["name"] for h in experiment["hparamInfos"]]
-    assert names.index("schedule.kind") < names.index("augmentation.cval")
+    # Only what was searched: fixed values (zoom 0.1, filters 8, ...) would repeat in every row.
+    searched = {"augmentation.rotation_range", "augmentation.width_shift_range", "augmentation.shear_range"}
+    searched |= {"batchnorm.placement", "schedule.kind", "schedule.initial_lr", "schedule.warmup_epochs"}
+    searched |= {"schedule.drop_epoch", "schedule.decay_rate"}
+    assert set(infos) == searched
     metrics = [m["name"]["tag"] for m in experiment["metricInfos"]]
-    assert metrics[0] == "best/val_accuracy"  # the objective first
+    assert metrics[:3] == ["best/val_accuracy", "trial/bracket", "trial/round"]  # the objective first
     assert {"trial/bracket", "trial/round", "trial/epochs_granted", "trial/epochs_run", "trial/best_epoch"} <= set(
         metrics
     )
@@ -106,7 +108,7 @@ def test_one_group_per_configuration_with_its_rounds_as_sessions(smoke_run):
         assert cols["trial/bracket"] == records[-1]["bracket"] and cols["trial/round"] == records[-1]["round"]
         assert cols["trial/epochs_granted"] == sum(r["epochs_granted"] for r in records)
         assert cols["trial/epochs_run"] == sum(r["epochs_run"] for r in records)
-        assert all(s["status"] == "STATUS_SUCCESS" for s in group["sessions"])
+        assert all(s["status"] == "STATUS_SUCCESS" for s in group["sessions"]) and cols["trial/failed"] == 0
 
 
 def test_failed_trials_show_failure_and_reason(poisoned_run):
@@ -118,6 +120,7 @@ def test_failed_trials_show_failure_and_reason(poisoned_run):
         for trial_id in failed:
             (session,) = groups[_chain_root(trials, trial_id)]["sessions"]
             assert session["status"] == "STATUS_FAILURE"
+            assert _columns(groups[_chain_root(trials, trial_id)])["trial/failed"] == 1
             texts = tb.get(f"/data/plugin/text/text?run=trial_{trial_id}&tag=trial/failure")
             assert "diverged: loss became nan" in json.dumps(texts)
         ok = [t for t, s in trials.items() if s["status"] == "COMPLETED"]
@@ -147,6 +150,10 @@ def test_every_trial_shows_the_same_batch_augmented_at_its_strengths(smoke_run):
         original = _image(tb, ".", "augmentation/original")
         for trial_id in trials:
             assert "augmentation/this_trial" in tags[f"trial_{trial_id}"]
+            rotation = trials[trial_id]["hyperparameters"]["values"]["augmentation.rotation_range"]
+            assert (
+                f"rotation_range {rotation:.3g}" in tags[f"trial_{trial_id}"]["augmentation/this_trial"]["description"]
+            )
             augmented = _image(tb, f"trial_{trial_id}", "augmentation/this_trial")
             assert augmented.shape == original.shape  # a 4x4 grid of the same 16 images
             assert not np.array_equal(augmented, original)  # digits_smoke always shifts and zooms
