@@ -69,7 +69,14 @@ class Tune:
     def run(args) -> int:
         from search.tuning import tune
 
-        tune(args.config, args.overrides, name=args.name, results_dir=args.results_dir, overwrite=args.overwrite)
+        tune(
+            args.config,
+            args.overrides,
+            name=args.name,
+            results_dir=args.results_dir,
+            overwrite=args.overwrite,
+            log=lambda line: print(line, flush=True),  # progress must reach pipes and `tee` as it happens
+        )
         return 0
 
 

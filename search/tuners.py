@@ -8,6 +8,7 @@ the TensorBoard session of `search.tensorboard` in place of KerasTuner's hook.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -18,6 +19,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 from keras_tuner.src import config as kt_config
+from keras_tuner.src import utils as kt_utils
 
 from hypermodels import augment
 from search import runs
@@ -134,7 +136,26 @@ class RecordingTuner:
             self._session_start(trial)
 
     def on_trial_end(self, trial):
-        super().on_trial_end(trial)
+        try:
+            super().on_trial_end(trial)
+        except RuntimeError as e:
+            if "consecutive failures" not in str(e):
+                raise
+            self._save_after_failure_limit(trial)
+            self._report_end(trial)
+            raise
+        self._report_end(trial)
+
+    def _save_after_failure_limit(self, trial) -> None:
+        """KerasTuner raises its consecutive-failure error before saving the trial that hit the limit."""
+        final = self.oracle.get_trial(trial.trial_id)
+        final.save(os.path.join(self.get_trial_dir(trial.trial_id), "trial.json"))
+        for tuner_id, ongoing in list(self.oracle.ongoing_trials.items()):
+            if ongoing.trial_id == trial.trial_id:  # not ongoing: a resume must not re-run it
+                del self.oracle.ongoing_trials[tuner_id]
+        self.save()
+
+    def _report_end(self, trial) -> None:
         final = self.oracle.get_trial(trial.trial_id)
         reason = failure_reason(final)
         if self.tensorboard_root is not None:
@@ -181,6 +202,18 @@ def failure_reason(trial) -> str | None:
 # KerasTuner prints every failed trial's traceback to stderr; ours is one line per trial, and the
 # traceback stays in trial.json ("message"). KTSEARCH_DEBUG=1 brings KerasTuner's printing back.
 kt_config.DEBUG = bool(os.environ.get("KTSEARCH_DEBUG"))
+
+
+def _atomic_save_json(path, obj) -> str:
+    text = json.dumps(obj)
+    runs.atomic_write(path, text)
+    return text
+
+
+# KerasTuner rewrites oracle.json and every trial.json in place; a kill -9 in the middle of a write
+# would leave a truncated file that the next run cannot reload. Its Stateful.save looks up
+# utils.save_json at call time, so routing it through temp file + rename makes every write atomic.
+kt_utils.save_json = _atomic_save_json
 
 # A Hyperband continuation loads its parent's weights into a model whose optimizer is not built
 # yet, so Keras warns that optimizer variables are skipped: KerasTuner restarts the optimizer

@@ -12,6 +12,7 @@ import yaml
 from search import runs
 from search.config import Config, dump_yaml, load_config, parse_overrides
 from search.errors import SearchStopped, UserError
+from search.lock import run_lock
 
 SAMPLE_IMAGES = 16
 RESUME_IGNORES = ("name", "results_dir")  # moving or renaming a run does not change what it searches
@@ -122,23 +123,35 @@ def tune(
     from search.runtime import import_tensorflow
 
     import_tensorflow()  # from here on TensorFlow is loaded
-    from search import data, tensorboard, tuners
+    from search import data
 
     splits = data.load_splits(cfg.section("data"), cfg.resolved["seed"])  # bad data fails before disk is touched
-    prepare_run_dir(cfg, mode)
-    log(
-        f"{'resuming' if mode == 'resume' else 'starting'} run {cfg.run_dir} "
-        f"({splits.sizes()['train']} train / {splits.sizes()['validation']} validation images, {splits.num_classes} classes)"
-    )
+    with run_lock(cfg.run_dir):
+        mode = check_run_dir(cfg, overwrite)  # again, now that no other tune can change the run
+        prepare_run_dir(cfg, mode)
+        sizes = splits.sizes()
+        log(
+            f"{'resuming' if mode == 'resume' else 'starting'} run {cfg.run_dir} "
+            f"({sizes['train']} train / {sizes['validation']} validation images, {splits.num_classes} classes)"
+        )
+        _search(cfg, splits, mode, log)
+    summary = summarize(cfg)
+    log(final_report(cfg, summary))
+    return summary
+
+
+def _search(cfg: Config, splits, mode: str, log: Callable[[str], None]) -> None:
     import keras
+
+    from search import data, tensorboard, tuners
 
     keras.utils.set_random_seed(cfg.resolved["seed"])
     train_ds, val_ds, _ = data.to_datasets(splits, cfg.section("data")["batch_size"], cfg.resolved["seed"])
     hypermodel = build_hypermodel(cfg, splits)
     samples = splits.x_train[:SAMPLE_IMAGES]  # the same images in every trial's augmentation grid
-    tb_root = cfg.run_dir / runs.TENSORBOARD_DIR
     if mode != "resume":  # one experiment config per run; a resumed run keeps its own
         objective = cfg.section("tuner")["objective"]
+        tb_root = cfg.run_dir / runs.TENSORBOARD_DIR
         tensorboard.write_experiment(tb_root, cfg.space, objective, hypermodel.logged_metrics, samples)
     tuner = tuners.build_tuner(cfg, hypermodel, log=log, samples=samples)
     try:
@@ -159,9 +172,6 @@ def tune(
             f"search stopped: {limit} trials in a row failed (tuner.max_consecutive_failed_trials); "
             f"the results so far are kept in {cfg.run_dir}"
         ) from None
-    summary = summarize(cfg)
-    log(final_report(cfg, summary))
-    return summary
 
 
 def build_hypermodel(cfg: Config, splits):
