@@ -150,12 +150,26 @@ def _directory(path: str, image_size, color_mode: str | None):
             verbose=False,
         )
         pairs = [(x.numpy(), int(y)) for x, y in ds]
-    except Exception as e:  # undecodable file, no images at all
-        raise UserError(path, "data.path", f"cannot read the images ({_first_line(e)})") from None
+    except Exception as e:  # no images at all, or a file that does not decode
+        bad = _undecodable(path, ds.file_paths) if "ds" in locals() else None
+        what = f"{bad} is not a readable image" if bad else _first_line(e)
+        raise UserError(path, "data.path", f"cannot read the images: {what}") from None
     if not pairs:
         raise UserError(path, "data.path", "found no images (jpeg, png, bmp or gif) in the class folders")
     x = np.stack([p[0] for p in pairs]).astype("float32")
     return x, np.array([p[1] for p in pairs], dtype="int64"), None, list(ds.class_names)
+
+
+def _undecodable(root: str, files: list[str]) -> str | None:
+    """The first file that TensorFlow cannot decode (looked for only after a failure)."""
+    import tensorflow as tf
+
+    for name in files:
+        try:
+            tf.io.decode_image(tf.io.read_file(name), expand_animations=False)
+        except tf.errors.OpError:
+            return str(Path(name).relative_to(root)) if Path(name).is_relative_to(root) else name
+    return None
 
 
 def _read_source(cfg: dict):

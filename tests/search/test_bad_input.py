@@ -1,0 +1,355 @@
+"""The bad-input corpus: every case is one line naming the file, the key and what was expected,
+exit code 2, no traceback, and nothing created or removed on disk. Real CLI subprocesses."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import CONFIGS, run_cli, tree_state
+
+BASE = {"name": "bad", "data": {"source": "digits"}, "tuner": {"max_epochs": 2}}
+
+
+def _config(**sections) -> str:
+    """BASE with sections replaced or added (a value of None removes the key)."""
+    out = {**BASE}
+    for key, value in sections.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return yaml.safe_dump(out)
+
+
+def _npz_pickled(path: Path) -> None:
+    np.savez(path, x_train=np.array([{"a": 1}, None], dtype=object), y_train=np.array([0, 1]))
+
+
+def _npz_mismatched(path: Path) -> None:
+    np.savez(path, x_train=np.zeros((10, 8, 8), "uint8"), y_train=np.zeros(7, "int64"))
+
+
+def _dir_one_class(path: Path) -> None:
+    (path / "cats").mkdir(parents=True)
+    (path / "cats" / "a.txt").write_text("not an image")
+
+
+def _dir_non_images(path: Path) -> None:
+    for label in ("cats", "dogs"):
+        (path / label).mkdir(parents=True)
+        (path / label / "notes.txt").write_text("not an image")
+        (path / label / "broken.png").write_bytes(b"this is not a png")
+
+
+def _run_without_trials(path: Path) -> None:
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump({**BASE, "name": "empty"}))
+
+
+SEARCH = ["tune", "c.yaml"]
+CASES = [
+    # (id, files {name: text or setup(path)}, argv, fragments that must all appear in the one line)
+    ("malformed-yaml", {"c.yaml": "name: bad\ndata: [digits\n"}, SEARCH, ["c.yaml", "invalid YAML at line"]),
+    ("tab-indented-yaml", {"c.yaml": "name: bad\ndata:\n\tsource: digits\n"}, SEARCH, ["c.yaml", "invalid YAML"]),
+    ("top-level-list", {"c.yaml": "- name\n- bad\n"}, SEARCH, ["c.yaml", "expected a YAML mapping"]),
+    ("empty-file", {"c.yaml": ""}, SEARCH, ["c.yaml", "expected a YAML mapping"]),
+    ("missing-file", {}, ["tune", "nope.yaml"], ["nope.yaml", "file not found"]),
+    ("config-is-a-directory", {"cfgdir": lambda p: p.mkdir()}, ["tune", "cfgdir"], ["cfgdir", "got a directory"]),
+    ("unknown-top-key", {"c.yaml": _config(tunner={})}, SEARCH, ["c.yaml", "tunner", "did you mean 'tuner'"]),
+    (
+        "unknown-data-key",
+        {"c.yaml": _config(data={"sorce": "digits"})},
+        SEARCH,
+        ["data.sorce", "did you mean 'source'"],
+    ),
+    (
+        "unknown-hypermodel-key",
+        {"c.yaml": _config(hypermodel={"nmae": "cnn"})},
+        SEARCH,
+        ["hypermodel.nmae", "did you mean 'name'"],
+    ),
+    (
+        "unknown-section",
+        {"c.yaml": _config(search_space={"augmentaton": {}})},
+        SEARCH,
+        ["search_space.augmentaton", "did you mean 'augmentation'"],
+    ),
+    (
+        "unknown-dimension",
+        {"c.yaml": _config(search_space={"augmentation": {"rotation_rang": 5}})},
+        SEARCH,
+        ["search_space.augmentation.rotation_rang", "did you mean 'rotation_range'"],
+    ),
+    (
+        "unknown-schedule-key",
+        {"c.yaml": _config(search_space={"schedule": {"initial_rl": 0.1}})},
+        SEARCH,
+        ["search_space.schedule.initial_rl", "did you mean 'initial_lr'"],
+    ),
+    (
+        "unknown-range-key",
+        {"c.yaml": _config(search_space={"augmentation": {"zoom_range": {"mni": 0, "max": 0.2}}})},
+        SEARCH,
+        ["zoom_range.mni", "did you mean 'min'"],
+    ),
+    (
+        "unknown-tuner-key",
+        {"c.yaml": _config(tuner={"max_epoch": 3})},
+        SEARCH,
+        ["tuner.max_epoch", "did you mean 'max_epochs'"],
+    ),
+    (
+        "unknown-early-stopping-key",
+        {"c.yaml": _config(early_stopping={"patince": 3})},
+        SEARCH,
+        ["early_stopping.patince", "did you mean 'patience'"],
+    ),
+    ("seed-not-integer", {"c.yaml": _config(seed="one")}, SEARCH, ["seed", "expected an integer"]),
+    (
+        "batch-size-float",
+        {"c.yaml": _config(data={"batch_size": 0.5})},
+        SEARCH,
+        ["data.batch_size", "expected an integer"],
+    ),
+    (
+        "max-epochs-word",
+        {"c.yaml": _config(tuner={"max_epochs": "three"})},
+        SEARCH,
+        ["tuner.max_epochs", "got 'three'"],
+    ),
+    (
+        "image-size-scalar",
+        {"c.yaml": _config(data={"image_size": 28})},
+        SEARCH,
+        ["data.image_size", "expected [height, width]"],
+    ),
+    (
+        "flip-not-boolean",
+        {"c.yaml": _config(search_space={"augmentation": {"horizontal_flip": "yes"}})},
+        SEARCH,
+        ["horizontal_flip", "expected true or false"],
+    ),
+    (
+        "negative-patience",
+        {"c.yaml": _config(early_stopping={"patience": -1})},
+        SEARCH,
+        ["early_stopping.patience", ">= 0"],
+    ),
+    ("split-above-one", {"c.yaml": _config(data={"validation_split": 1.5})}, SEARCH, ["data.validation_split", "< 1"]),
+    (
+        "min-above-max",
+        {"c.yaml": _config(search_space={"augmentation": {"rotation_range": {"min": 30, "max": 10}}})},
+        SEARCH,
+        ["rotation_range", "min <= max"],
+    ),
+    (
+        "log-with-zero-min",
+        {"c.yaml": _config(search_space={"augmentation": {"shear_range": {"min": 0, "max": 10, "sampling": "log"}}})},
+        SEARCH,
+        ["shear_range", "log sampling needs min > 0"],
+    ),
+    (
+        "empty-choice",
+        {"c.yaml": _config(search_space={"batchnorm": {"placement": {"choice": []}}})},
+        SEARCH,
+        ["batchnorm.placement.choice", "non-empty list"],
+    ),
+    (
+        "duplicate-choice",
+        {"c.yaml": _config(search_space={"schedule": {"kind": {"choice": ["step", "step"]}, "drop_epoch": 1}})},
+        SEARCH,
+        ["schedule.kind.choice", "distinct"],
+    ),
+    (
+        "unknown-hypermodel",
+        {"c.yaml": _config(hypermodel={"name": "vgg"})},
+        SEARCH,
+        ["hypermodel.name", "expected one of cnn, resnet"],
+    ),
+    (
+        "unknown-algorithm",
+        {"c.yaml": _config(tuner={"algorithm": "grid"})},
+        SEARCH,
+        ["tuner.algorithm", "hyperband, random, bayesian"],
+    ),
+    (
+        "unknown-source",
+        {"c.yaml": _config(data={"source": "imagenet"})},
+        SEARCH,
+        ["data.source", "expected one of digits"],
+    ),
+    (
+        "unknown-schedule-kind",
+        {"c.yaml": _config(search_space={"schedule": {"kind": "polynomial"}})},
+        SEARCH,
+        ["schedule.kind", "expected one of constant"],
+    ),
+    (
+        "step-without-drop-epoch",
+        {"c.yaml": _config(search_space={"schedule": {"kind": "step"}})},
+        SEARCH,
+        ["schedule.drop_epoch", "no default"],
+    ),
+    (
+        "objective-never-logged",
+        {"c.yaml": _config(tuner={"objective": "val_f1"})},
+        SEARCH,
+        ["tuner.objective", "val_accuracy"],
+    ),
+    (
+        "monitor-never-logged",
+        {"c.yaml": _config(early_stopping={"monitor": "val_auc"})},
+        SEARCH,
+        ["early_stopping.monitor", "val_loss"],
+    ),
+    (
+        "max-epochs-zero",
+        {"c.yaml": _config(tuner={"max_epochs": 0})},
+        SEARCH,
+        ["tuner.max_epochs", "in [1, 10000], got 0"],
+    ),
+    ("factor-one", {"c.yaml": _config(tuner={"factor": 1})}, SEARCH, ["tuner.factor", "in [2, 100], got 1"]),
+    ("npz-without-path", {"c.yaml": _config(data={"source": "npz"})}, SEARCH, ["data.path", "expected a path"]),
+    (
+        "npz-path-missing",
+        {"c.yaml": _config(data={"source": "npz", "path": "nope.npz"})},
+        SEARCH,
+        ["data.path", "not found"],
+    ),
+    (
+        "directory-is-a-file",
+        {"c.yaml": _config(data={"source": "directory", "path": "c.yaml", "image_size": [8, 8]})},
+        SEARCH,
+        ["data.path", "expected a directory"],
+    ),
+    (
+        "directory-empty",
+        {
+            "c.yaml": _config(data={"source": "directory", "path": "imgs", "image_size": [8, 8]}),
+            "imgs": lambda p: p.mkdir(),
+        },
+        SEARCH,
+        ["imgs", "at least 2"],
+    ),
+    (
+        "directory-one-class",
+        {"c.yaml": _config(data={"source": "directory", "path": "imgs", "image_size": [8, 8]}), "imgs": _dir_one_class},
+        SEARCH,
+        ["imgs", "found 1"],
+    ),
+    (
+        "directory-non-images",
+        {
+            "c.yaml": _config(data={"source": "directory", "path": "imgs", "image_size": [8, 8]}),
+            "imgs": _dir_non_images,
+        },
+        SEARCH,
+        ["imgs", "data.path", "broken.png is not a readable image"],
+    ),
+    (
+        "npz-pickled-objects",
+        {"c.yaml": _config(data={"source": "npz", "path": "d.npz"}), "d.npz": _npz_pickled},
+        SEARCH,
+        ["d.npz", "x_train", "pickled"],
+    ),
+    (
+        "npz-mismatched-lengths",
+        {"c.yaml": _config(data={"source": "npz", "path": "d.npz"}), "d.npz": _npz_mismatched},
+        SEARCH,
+        ["d.npz", "y_train", "expected 10 labels"],
+    ),
+    (
+        "set-without-equals",
+        {},
+        ["validate", "configs/digits_smoke.yaml", "--set", "tuner.max_epochs"],
+        ["--set", "expected KEY=VALUE"],
+    ),
+    (
+        "set-bad-yaml",
+        {},
+        ["validate", "configs/digits_smoke.yaml", "--set", "tuner.max_epochs={a: [}"],
+        ["--set tuner.max_epochs", "not valid YAML"],
+    ),
+    (
+        "set-into-scalar",
+        {},
+        ["validate", "configs/digits_smoke.yaml", "--set", "seed.value=1"],
+        ["--set seed.value", "not a mapping"],
+    ),
+    (
+        "name-with-separator",
+        {},
+        ["tune", "configs/digits_smoke.yaml", "--name", "a/b"],
+        ["--name", "name", "no path separators"],
+    ),
+    (
+        "name-with-dotdot",
+        {},
+        ["tune", "configs/digits_smoke.yaml", "--name", ".."],
+        ["--name", "name", "no path separators or '..'"],
+    ),
+    ("config-name-escapes", {"c.yaml": _config(name="../../etc")}, SEARCH, ["c.yaml", "name", "no path separators"]),
+    (
+        "export-without-trials",
+        {"results/empty": _run_without_trials},
+        ["export", "results/empty"],
+        ["results/empty", "no completed trial"],
+    ),
+    (
+        "export-not-a-run",
+        {"somedir": lambda p: p.mkdir()},
+        ["export", "somedir"],
+        ["somedir", "not a ktsearch run directory"],
+    ),
+    (
+        "train-on-search-config",
+        {},
+        ["train", "configs/digits_smoke.yaml"],
+        ["configs/digits_smoke.yaml", "not an export"],
+    ),
+    ("train-on-unrelated-yaml", {"x.yaml": "foo: 1\n"}, ["train", "x.yaml"], ["x.yaml", "not an export"]),
+    (
+        "train-zero-epochs",
+        {},
+        ["train", "configs/seed_recipe.yaml", "--epochs", "0"],
+        ["--epochs", "expected an integer >= 1"],
+    ),
+    (
+        "unknown-option",
+        {},
+        ["tune", "configs/digits_smoke.yaml", "--frobnicate"],
+        ["unrecognized arguments: --frobnicate"],
+    ),
+    (
+        "tensorboard-bad-port",
+        {"results/empty": _run_without_trials},
+        ["tensorboard", "results/empty", "--port", "70000"],
+        ["results/empty", "tensorboard/"],
+    ),
+]
+
+
+def test_the_corpus_is_large_enough():
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("files, argv, fragments", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input(tmp_path, files, argv, fragments):
+    (tmp_path / "configs").mkdir()
+    for name in ("digits_smoke.yaml", "seed_recipe.yaml"):
+        (tmp_path / "configs" / name).write_text((CONFIGS / name).read_text())
+    for name, content in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        content(path) if callable(content) else path.write_text(content)
+    before = tree_state(tmp_path)
+    proc = run_cli(*argv, cwd=tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert tree_state(tmp_path) == before
