@@ -54,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
         "hyperband_iterations": 1,
         "max_trials": 10,
         "max_consecutive_failed_trials": 3,
+        "keep_checkpoints": None,
     },
     "early_stopping": {"monitor": "val_loss", "patience": 3, "min_delta": 0.0},
 }
@@ -309,6 +310,8 @@ def _check_tuner(c: _Checker, raw: Any, hypermodel: str) -> dict:
     c.integer(tuner["hyperband_iterations"], "tuner.hyperband_iterations", 1, 100)
     c.integer(tuner["max_trials"], "tuner.max_trials", 1, 100000)
     c.integer(tuner["max_consecutive_failed_trials"], "tuner.max_consecutive_failed_trials", 1, 100000)
+    if tuner["keep_checkpoints"] is not None:
+        c.integer(tuner["keep_checkpoints"], "tuner.keep_checkpoints", 1)
     hyperband = tuner["algorithm"] == "hyperband"
     for key in given:
         if (key in HYPERBAND_ONLY and not hyperband) or (key == "max_trials" and hyperband):

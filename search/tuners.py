@@ -27,10 +27,13 @@ from search import tensorboard as tb
 
 
 class RecordingTuner:
-    """Mixin for a KerasTuner Tuner; keyword args `run_seed`, `log`, `tensorboard_root`, `samples` are ours."""
+    """Mixin for a KerasTuner Tuner; `run_seed`, `log`, `tensorboard_root`, `samples`, `keep_checkpoints` are ours."""
 
-    def __init__(self, *args, run_seed: int = 0, log=print, tensorboard_root=None, samples=None, **kwargs):
+    def __init__(
+        self, *args, run_seed: int = 0, log=print, tensorboard_root=None, samples=None, keep_checkpoints=None, **kwargs
+    ):
         self.run_seed = run_seed
+        self.keep_checkpoints = keep_checkpoints
         self.log = log
         self.tensorboard_root = Path(tensorboard_root) if tensorboard_root else None
         self.samples = samples
@@ -145,6 +148,7 @@ class RecordingTuner:
             self._report_end(trial)
             raise
         self._report_end(trial)
+        self.prune_checkpoints()
 
     def _save_after_failure_limit(self, trial) -> None:
         """KerasTuner raises its consecutive-failure error before saving the trial that hit the limit."""
@@ -154,6 +158,33 @@ class RecordingTuner:
             if ongoing.trial_id == trial.trial_id:  # not ongoing: a resume must not re-run it
                 del self.oracle.ongoing_trials[tuner_id]
         self.save()
+
+    # -- disk --------------------------------------------------------------------------
+
+    def prune_checkpoints(self, search_over: bool = False) -> None:
+        """Keep the weights of the `keep_checkpoints` best trials only (None: keep all).
+
+        KerasTuner writes a checkpoint per trial. A trial that a Hyperband bracket in progress
+        may still continue keeps its checkpoint (the continuation starts from it) until the
+        bracket is done, or the search is over.
+        """
+        if self.keep_checkpoints is None:
+            return
+        objective = self.oracle.objective
+        done = [t for t in self.oracle.trials.values() if t.status == "COMPLETED" and t.score is not None]
+        done.sort(key=lambda t: t.score, reverse=objective.direction == "max")
+        keep = {t.trial_id for t in done[: self.keep_checkpoints]}
+        keep |= {t.trial_id for t in self.oracle.ongoing_trials.values()}
+        if not search_over:
+            keep |= self._continuable()
+        for trial_id in self.oracle.trials:
+            if trial_id not in keep:
+                Path(self._get_checkpoint_fname(trial_id)).unlink(missing_ok=True)
+
+    def _continuable(self) -> set[str]:
+        # HyperbandOracle keeps the brackets still in progress (a private attribute, read only).
+        brackets = getattr(self.oracle, "_brackets", [])
+        return {info["id"] for bracket in brackets for round_ in bracket["rounds"] for info in round_}
 
     def _report_end(self, trial) -> None:
         final = self.oracle.get_trial(trial.trial_id)
@@ -258,6 +289,7 @@ def build_tuner(config, hypermodel, log=print, samples=None):
         log=log,
         tensorboard_root=config.run_dir / runs.TENSORBOARD_DIR,
         samples=samples,
+        keep_checkpoints=t["keep_checkpoints"],
     )
     if t["algorithm"] == "hyperband":
         return HyperbandTuner(

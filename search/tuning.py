@@ -29,7 +29,10 @@ def _first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, Any, A
 
 
 def _comparable(resolved: dict) -> dict:
-    return {k: v for k, v in resolved.items() if k not in RESUME_IGNORES}
+    out = {k: v for k, v in resolved.items() if k not in RESUME_IGNORES}
+    # A storage policy, not part of the search: a resumed run may change it.
+    out["tuner"] = {k: v for k, v in out.get("tuner", {}).items() if k != "keep_checkpoints"}
+    return out
 
 
 def check_run_dir(config: Config, overwrite: bool) -> str:
@@ -163,6 +166,7 @@ def _search(cfg: Config, splits, mode: str, log: Callable[[str], None]) -> None:
             verbose=0,
             shuffle=False,  # the dataset reshuffles itself
         )
+        tuner.prune_checkpoints(search_over=True)
     except RuntimeError as e:  # KerasTuner's consecutive-failure limit
         if "consecutive failures" not in str(e):
             raise

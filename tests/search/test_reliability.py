@@ -121,3 +121,30 @@ def test_consecutive_failures_end_the_search_clearly_and_keep_results(workdir):
     assert proc.stdout.count("diverged: loss became nan") == 2
     summary = json.loads((workdir / "results" / "bad" / "summary.json").read_text())
     assert [t["status"] for t in summary["trials"]] == ["FAILED", "FAILED"]
+
+
+def test_keep_checkpoints_keeps_only_the_best_and_never_breaks_a_continuation(workdir):
+    proc = run_cli(*ARGS, "--name", "kc", "--set", "tuner.keep_checkpoints=1", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_dir = workdir / "results" / "kc"
+    outcome = _outcome(run_dir)
+    continuations = [t for t, (_, values) in outcome.items() if "tuner/trial_id" in values]
+    assert continuations and all(status == "COMPLETED" for status, _ in outcome.values())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    kept = {p.parent.name for p in (run_dir / "tuner").glob("trial_*/checkpoint.weights.h5")}
+    assert kept == {f"trial_{summary['best_trial']}"}
+    # A storage policy is not part of the search: changing it resumes instead of refusing.
+    again = run_cli(*ARGS, "--name", "kc", "--set", "tuner.keep_checkpoints=2", cwd=workdir)
+    assert again.returncode == 0 and "resuming run" in again.stdout
+
+
+def test_atomic_write_leaves_the_old_file_whole_when_a_write_fails(tmp_path):
+    from search.runs import atomic_write
+
+    target = tmp_path / "best.yaml"
+    target.write_text("old: complete\n")
+
+    with pytest.raises(TypeError):
+        atomic_write(target, 12345)  # fails after the temporary file exists
+    assert target.read_text() == "old: complete\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["best.yaml"]  # no temporary file left behind
