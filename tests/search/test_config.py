@@ -64,6 +64,7 @@ def test_defaults_fill_every_key():
         "factor": 3,
         "hyperband_iterations": 1,
         "max_consecutive_failed_trials": 3,
+        "keep_checkpoints": None,
     }
     assert r["search_space"]["augmentation"]["fill_mode"] == "nearest"
     assert cfg.run_dir == Path("results/x")
