@@ -109,9 +109,7 @@ class RandomAffine(keras.layers.Layer):
         shape = ops.shape(images)
         params = self.sample(shape[0])
         transforms = compose_transforms(params, shape[1], shape[2])
-        return ops.image.affine_transform(
-            images, transforms, interpolation=self.interpolation, fill_mode=self.fill_mode, fill_value=self.cval
-        )
+        return warp(images, transforms, self.fill_mode, self.cval, self.interpolation)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -154,6 +152,66 @@ def compose_transforms(params: dict, height, width):
     b1 = cy - (a10 * cx + a11 * cy) - (m10 * tx + m11 * ty)
     zeros = ops.zeros_like(a00)
     return ops.stack([a00, a01, b0, a10, a11, b1, zeros, zeros], axis=1)
+
+
+def _bilinear(images, transforms, fill_value, clamp: bool):
+    """Bilinear warp by gathering the four neighbours of every output pixel, all channels at once.
+
+    `clamp` (fill_mode "nearest") clamps the sample point to the image; otherwise ("constant")
+    each neighbour outside the image reads `fill_value`. Same results as TensorFlow's
+    ImageProjectiveTransformV3, which computes the coordinates once per channel instead.
+    """
+    shape = ops.shape(images)
+    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    ys, xs = ops.meshgrid(ops.arange(height, dtype="float32"), ops.arange(width, dtype="float32"), indexing="ij")
+    xs, ys = ops.reshape(xs, (1, -1)), ops.reshape(ys, (1, -1))
+    sx = transforms[:, 0:1] * xs + transforms[:, 1:2] * ys + transforms[:, 2:3]
+    sy = transforms[:, 3:4] * xs + transforms[:, 4:5] * ys + transforms[:, 5:6]
+    w_max, h_max = ops.cast(width - 1, "float32"), ops.cast(height - 1, "float32")
+    if clamp:
+        sx, sy = ops.clip(sx, 0.0, w_max), ops.clip(sy, 0.0, h_max)
+    x0, y0 = ops.floor(sx), ops.floor(sy)
+    fx, fy = ops.reshape(sx - x0, (-1, 1)), ops.reshape(sy - y0, (-1, 1))
+    flat = ops.reshape(images, (-1, channels))
+    base = ops.reshape(ops.arange(batch, dtype="int32") * (height * width), (-1, 1))
+
+    def tap(y, x):
+        xi = ops.cast(ops.clip(x, 0.0, w_max), "int32")
+        yi = ops.cast(ops.clip(y, 0.0, h_max), "int32")
+        value = ops.take(flat, ops.reshape(base + yi * width + xi, (-1,)), axis=0)
+        if clamp:
+            return value
+        inside = (x >= 0) & (x <= w_max) & (y >= 0) & (y <= h_max)
+        return ops.where(ops.reshape(inside, (-1, 1)), value, fill_value)
+
+    top = tap(y0, x0) * (1 - fx) + tap(y0, x0 + 1) * fx
+    bottom = tap(y0 + 1, x0) * (1 - fx) + tap(y0 + 1, x0 + 1) * fx
+    return ops.reshape(top * (1 - fy) + bottom * fy, shape)
+
+
+_compiled_bilinear = _bilinear
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+
+    # One XLA-compiled function for every layer and trial: compiled once per image shape, it runs
+    # about 3x faster than ImageProjectiveTransformV3 on CPU (python -m tests.benchmarks.augment).
+    _compiled_bilinear = tf.function(_bilinear, jit_compile=True, reduce_retracing=True)
+
+
+def warp(images, transforms, fill_mode: str = "nearest", fill_value: float = 0.0, interpolation: str = "bilinear"):
+    """Apply one (batch, 8) affine transform per image, as `keras.ops.image.affine_transform` does.
+
+    Bilinear "nearest" and "constant" fills (ImageDataGenerator's default and the common
+    alternative) take the fast gather path; other modes use Keras's own op.
+    """
+    if interpolation == "bilinear" and fill_mode in ("nearest", "constant"):
+        images = ops.cast(images, "float32")
+        return _compiled_bilinear(
+            images, ops.cast(transforms, "float32"), ops.cast(fill_value, "float32"), fill_mode == "nearest"
+        )
+    return ops.image.affine_transform(
+        images, transforms, interpolation=interpolation, fill_mode=fill_mode, fill_value=fill_value
+    )
 
 
 def from_values(values: dict, seed: int | None = None) -> RandomAffine | None:

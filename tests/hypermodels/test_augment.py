@@ -151,3 +151,25 @@ def test_one_warp_matches_the_five_transforms_applied_one_after_another():
     interior = (slice(None), slice(8, 24), slice(8, 24))
     assert np.abs(composed[interior] - sequential[interior]).max() < 3.0  # of a 200-level range (measured 1.6)
     assert np.abs(composed[interior] - images[interior]).max() > 50  # and it did transform the image
+
+
+@pytest.mark.parametrize("fill_mode", ["nearest", "constant"])
+def test_fast_warp_matches_keras_affine_transform(fill_mode):
+    from hypermodels.augment import warp
+
+    layer = RandomAffine(
+        rotation_range=40,
+        width_shift_range=0.3,
+        height_shift_range=0.3,
+        shear_range=20,
+        zoom_range=0.3,
+        horizontal_flip=True,
+        seed=5,
+    )
+    images = RNG.uniform(0, 255, (16, 9, 11, 3)).astype("float32")
+    transforms = compose_transforms(layer.sample(16), 9, 11)
+    expected = ops.image.affine_transform(
+        images, transforms, interpolation="bilinear", fill_mode=fill_mode, fill_value=17.0
+    )
+    got = warp(images, transforms, fill_mode, 17.0)
+    np.testing.assert_allclose(ops.convert_to_numpy(got), ops.convert_to_numpy(expected), atol=1e-3)
