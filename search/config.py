@@ -301,7 +301,8 @@ def _check_metric(c: _Checker, value: Any, key: str, hypermodel: str) -> str:
 
 
 def _check_tuner(c: _Checker, raw: Any, hypermodel: str) -> dict:
-    given = c.mapping(raw, "tuner", tuple(DEFAULTS["tuner"]))
+    # null means "the default" here, so `--set tuner.factor=null` can clear a hyperband-only key.
+    given = {k: v for k, v in c.mapping(raw, "tuner", tuple(DEFAULTS["tuner"])).items() if v is not None}
     tuner = {**DEFAULTS["tuner"], **given}
     c.choice(tuner["algorithm"], "tuner.algorithm", ALGORITHMS)
     _check_metric(c, tuner["objective"], "tuner.objective", hypermodel)

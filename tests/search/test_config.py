@@ -155,6 +155,14 @@ def test_overrides_parse_yaml_values_and_win():
     }
 
 
+def test_switching_algorithm_from_the_command_line_clears_hyperband_keys_with_null():
+    raw = {"name": "x", "tuner": {"algorithm": "hyperband", "factor": 3}}
+    with pytest.raises(UserError, match="only used by hyperband"):
+        load_config(raw, ["tuner.algorithm=random"])
+    cfg = load_config(raw, ["tuner.algorithm=random", "tuner.factor=null", "tuner.max_trials=4"])
+    assert cfg.resolved["tuner"]["max_trials"] == 4 and "factor" not in cfg.resolved["tuner"]
+
+
 def test_errors_from_overrides_blame_the_override():
     err = _error({"name": "x"}, ["tuner.max_epochs=0"])
     assert err.source == "--set tuner.max_epochs" and err.key == "tuner.max_epochs"
