@@ -180,9 +180,6 @@ class SearchSpace:
             out[name] = self.specs[name].off if dim is None else hp.values[name]
         return out
 
-    def is_fixed(self) -> bool:
-        return all(dim is None or isinstance(dim, Fixed) for dim in self.dims.values())
-
     def notation(self) -> dict:
         """Nested YAML notation of this space (what a resolved config records)."""
         out: dict[str, dict] = {s: {} for s in SECTIONS}
