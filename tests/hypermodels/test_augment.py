@@ -28,9 +28,9 @@ def _params(batch=4, **kw):
     return {k: ops.full((batch,), v) for k, v in base.items()}
 
 
-def _warp(images, fill_mode="nearest", **kw):
+def _warp(images, fill_mode="nearest", interpolation="nearest", **kw):
     t = compose_transforms(_params(len(images), **kw), images.shape[1], images.shape[2])
-    return ops.convert_to_numpy(ops.image.affine_transform(images, t, interpolation="nearest", fill_mode=fill_mode))
+    return ops.convert_to_numpy(ops.image.affine_transform(images, t, interpolation=interpolation, fill_mode=fill_mode))
 
 
 def test_identity_parameters_give_the_image_back():
@@ -135,8 +135,7 @@ def test_one_warp_matches_the_five_transforms_applied_one_after_another():
     }
 
     def warp(x, **kw):
-        t = compose_transforms(_params(1, **kw), 32, 32)
-        return ops.convert_to_numpy(ops.image.affine_transform(x, t, interpolation="bilinear", fill_mode="nearest"))
+        return _warp(x, interpolation="bilinear", **kw)
 
     composed = warp(images, **params)
     sequential = images
