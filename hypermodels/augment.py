@@ -7,6 +7,10 @@ there is one and is the identity at inference (``training=False``).
 
 Parameter names and units are ImageDataGenerator's: rotation and shear in
 degrees, shifts as fractions of width/height, zoom as ``[1 - z, 1 + z]``.
+
+The five ranges are non-trainable variables of the layer, read when the model
+runs: models that differ only in augmentation strengths share one traced graph
+(ktsearch's tuner reuses a compiled model across such trials).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import math
 
 import keras
 from keras import ops
+
+RANGES = ("rotation_range", "width_shift_range", "height_shift_range", "shear_range", "zoom_range")
 
 
 @keras.saving.register_keras_serializable(package="ktsearch")
@@ -55,11 +61,13 @@ class RandomAffine(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.rotation_range = float(rotation_range)
-        self.width_shift_range = float(width_shift_range)
-        self.height_shift_range = float(height_shift_range)
-        self.shear_range = float(shear_range)
-        self.zoom_range = float(zoom_range)
+        given = (rotation_range, width_shift_range, height_shift_range, shear_range, zoom_range)
+        self._ranges = {
+            name: self.add_weight(
+                shape=(), initializer=keras.initializers.Constant(float(value)), trainable=False, name=name
+            )
+            for name, value in zip(RANGES, given, strict=True)
+        }
         self.horizontal_flip = bool(horizontal_flip)
         self.vertical_flip = bool(vertical_flip)
         self.fill_mode = fill_mode
@@ -69,22 +77,21 @@ class RandomAffine(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = False
 
-    @property
-    def is_identity(self) -> bool:
-        ranges = (
-            self.rotation_range,
-            self.width_shift_range,
-            self.height_shift_range,
-            self.shear_range,
-            self.zoom_range,
-        )
-        return not any(ranges) and not self.horizontal_flip and not self.vertical_flip
+    rotation_range = property(lambda self: self._current("rotation_range"))
+    width_shift_range = property(lambda self: self._current("width_shift_range"))
+    height_shift_range = property(lambda self: self._current("height_shift_range"))
+    shear_range = property(lambda self: self._current("shear_range"))
+    zoom_range = property(lambda self: self._current("zoom_range"))
+
+    def _current(self, name: str) -> float:
+        return float(ops.convert_to_numpy(self._ranges[name]))
 
     def sample(self, batch) -> dict:
         """Random parameters for `batch` images (degrees, fractions, scales, +-1 flips)."""
 
-        def uniform(limit):
-            return keras.random.uniform((batch,), -limit, limit, seed=self.seed_generator)
+        def uniform(name):
+            unit = keras.random.uniform((batch,), 0.0, 1.0, seed=self.seed_generator)
+            return (2.0 * unit - 1.0) * ops.cast(self._ranges[name], unit.dtype)  # [-limit, limit]
 
         def flip(enabled):
             if not enabled:
@@ -93,18 +100,18 @@ class RandomAffine(keras.layers.Layer):
             return ops.where(coin < 0.5, -1.0, 1.0)
 
         return {
-            "rotation": uniform(self.rotation_range),
-            "shear": uniform(self.shear_range),
-            "width_shift": uniform(self.width_shift_range),
-            "height_shift": uniform(self.height_shift_range),
-            "zoom_x": 1.0 + uniform(self.zoom_range),
-            "zoom_y": 1.0 + uniform(self.zoom_range),
+            "rotation": uniform("rotation_range"),
+            "shear": uniform("shear_range"),
+            "width_shift": uniform("width_shift_range"),
+            "height_shift": uniform("height_shift_range"),
+            "zoom_x": 1.0 + uniform("zoom_range"),
+            "zoom_y": 1.0 + uniform("zoom_range"),
             "flip_x": flip(self.horizontal_flip),
             "flip_y": flip(self.vertical_flip),
         }
 
     def call(self, images, training=None):
-        if not training or self.is_identity:
+        if not training:
             return images
         shape = ops.shape(images)
         params = self.sample(shape[0])
@@ -214,8 +221,20 @@ def warp(images, transforms, fill_mode: str = "nearest", fill_value: float = 0.0
     )
 
 
+def _kwargs(values: dict) -> dict:
+    return {k.partition(".")[2]: v for k, v in values.items() if k.startswith("augmentation.")}
+
+
+def is_identity(values: dict) -> bool:
+    """Whether dotted hyperparameter values ask for no augmentation at all."""
+    kwargs = _kwargs(values)
+    return not any(kwargs.get(name) for name in RANGES) and not any(
+        kwargs.get(flip) for flip in ("horizontal_flip", "vertical_flip")
+    )
+
+
 def from_values(values: dict, seed: int | None = None) -> RandomAffine | None:
     """The augmentation layer for dotted hyperparameter values, None when it does nothing."""
-    kwargs = {k.partition(".")[2]: v for k, v in values.items() if k.startswith("augmentation.")}
-    layer = RandomAffine(**kwargs, seed=seed, name="augmentation")
-    return None if layer.is_identity else layer
+    if is_identity(values):
+        return None
+    return RandomAffine(**_kwargs(values), seed=seed, name="augmentation")

@@ -15,6 +15,13 @@ from hypermodels.spaces import SearchSpace
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 BACKBONE = "backbone"
+BOOKKEEPING = "tuner/"  # KerasTuner's own values (Hyperband's epochs, bracket, round, parent trial)
+
+# Values a built model reads while it runs instead of baking them into its graph: RandomAffine
+# keeps its ranges in variables; the schedule is a callback that sets the optimizer's
+# learning-rate variable (the initial rate is that variable's starting value).
+RUNTIME_DIMS = frozenset(f"augmentation.{name}" for name in augment.RANGES)
+RUNTIME_SECTIONS = ("schedule.",)
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -88,6 +95,23 @@ class ImageHyperModel(kt.HyperModel):
 
     def build_backbone(self, values: dict[str, Any]) -> keras.Model:
         raise NotImplementedError
+
+    def graph_key(self, hp) -> tuple:
+        """What decides the traced graph of `build(hp)`'s model; equal keys, interchangeable graphs.
+
+        Two trials with the same key build models of the same structure whose graphs differ
+        only in variable values, so a tuner may train the second in the first's compiled model
+        after copying the fresh model's variables into it (`search.tuners.ModelPool`). The key
+        is every hyperparameter value except those in `RUNTIME_DIMS`/`RUNTIME_SECTIONS`, plus
+        whether an augmentation layer is present at all. A subclass whose build reads one of
+        those values into its graph (or anything else that is not a hyperparameter) must
+        override this.
+        """
+        runtime = {
+            k for k in hp.values if k.startswith(BOOKKEEPING) or k in RUNTIME_DIMS or k.startswith(RUNTIME_SECTIONS)
+        }
+        fixed = sorted((k, v) for k, v in hp.values.items() if k not in runtime)
+        return (augment.is_identity(hp.values), tuple(fixed))  # dims switched off are absent: no augmentation
 
     def schedule(self, hp) -> LRSchedule:
         return LRSchedule.from_values(self.space.values(hp), self.lr_horizon)

@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "max_trials": 10,
         "max_consecutive_failed_trials": 3,
         "keep_checkpoints": None,
+        "reuse_models": 4,
     },
     "early_stopping": {"monitor": "val_loss", "patience": 3, "min_delta": 0.0},
 }
@@ -313,6 +314,7 @@ def _check_tuner(c: _Checker, raw: Any, hypermodel: str) -> dict:
     c.integer(tuner["max_consecutive_failed_trials"], "tuner.max_consecutive_failed_trials", 1, 100000)
     if tuner["keep_checkpoints"] is not None:
         c.integer(tuner["keep_checkpoints"], "tuner.keep_checkpoints", 1)
+    c.integer(tuner["reuse_models"], "tuner.reuse_models", 0, 64)
     hyperband = tuner["algorithm"] == "hyperband"
     for key in given:
         if (key in HYPERBAND_ONLY and not hyperband) or (key == "max_trials" and hyperband):

@@ -68,6 +68,7 @@ def train(export, output_dir=None, *, epochs: int | None = None, overwrite: bool
 
     import_tensorflow()
     from search import data
+    from search.tensorboard import EpochCurves
     from search.tuning import build_hypermodel
 
     seed = cfg.resolved["seed"]
@@ -87,7 +88,7 @@ def train(export, output_dir=None, *, epochs: int | None = None, overwrite: bool
         keras.callbacks.EarlyStopping(
             es["monitor"], min_delta=es["min_delta"], patience=es["patience"], restore_best_weights=True
         ),
-        keras.callbacks.TensorBoard(log_dir=str(out / runs.TENSORBOARD_DIR), write_graph=False),
+        EpochCurves(out / runs.TENSORBOARD_DIR),
     ]
     n_epochs = epochs or cfg.section("training")["epochs"]
     history = hypermodel.fit(

@@ -16,6 +16,7 @@ from search.lock import run_lock
 
 SAMPLE_IMAGES = 16
 RESUME_IGNORES = ("name", "results_dir")  # moving or renaming a run does not change what it searches
+STORAGE_AND_SPEED = ("keep_checkpoints", "reuse_models")  # tuner keys a resumed run may change
 
 
 def _first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
@@ -30,8 +31,8 @@ def _first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, Any, A
 
 def _comparable(resolved: dict) -> dict:
     out = {k: v for k, v in resolved.items() if k not in RESUME_IGNORES}
-    # A storage policy, not part of the search: a resumed run may change it.
-    out["tuner"] = {k: v for k, v in out.get("tuner", {}).items() if k != "keep_checkpoints"}
+    # Storage and speed settings, not part of the search: a resumed run may change them.
+    out["tuner"] = {k: v for k, v in out.get("tuner", {}).items() if k not in STORAGE_AND_SPEED}
     return out
 
 
@@ -167,6 +168,8 @@ def _search(cfg: Config, splits, mode: str, log: Callable[[str], None]) -> None:
             shuffle=False,  # the dataset reshuffles itself
         )
         tuner.prune_checkpoints(search_over=True)
+        if tuner.pool is not None and tuner.pool.adopted:
+            log(f"{tuner.pool.reused} of {tuner.pool.adopted} trials reused a compiled model (tuner.reuse_models)")
     except RuntimeError as e:  # KerasTuner's consecutive-failure limit
         if "consecutive failures" not in str(e):
             raise

@@ -91,6 +91,19 @@ def test_identity_at_inference_and_random_in_training():
     assert trained.shape == IMAGES.shape and not np.allclose(trained, IMAGES)
 
 
+def test_ranges_are_read_at_run_time_so_one_traced_graph_serves_every_strength():
+    import tensorflow as tf
+
+    layer = RandomAffine(rotation_range=30, zoom_range=0.2, seed=1)
+    step = tf.function(lambda x: layer(x, training=True))
+    assert not np.allclose(step(IMAGES).numpy(), IMAGES)
+    for name in ("rotation_range", "zoom_range"):
+        layer._ranges[name].assign(0.0)
+    assert layer.rotation_range == 0.0 and layer.get_config()["zoom_range"] == 0.0
+    np.testing.assert_allclose(step(IMAGES).numpy(), IMAGES, atol=1e-4)  # the traced graph saw the new ranges
+    assert step.experimental_get_tracing_count() == 1
+
+
 def test_layer_serialises_and_switched_off_augmentation_adds_no_layer():
     layer = RandomAffine(rotation_range=10, fill_mode="reflect")
     clone = RandomAffine.from_config(layer.get_config())

@@ -65,6 +65,7 @@ def test_defaults_fill_every_key():
         "hyperband_iterations": 1,
         "max_consecutive_failed_trials": 3,
         "keep_checkpoints": None,
+        "reuse_models": 4,
     }
     assert r["search_space"]["augmentation"]["fill_mode"] == "nearest"
     assert cfg.run_dir == Path("results/x")

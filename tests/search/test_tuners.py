@@ -1,9 +1,14 @@
-"""Seeding of KerasTuner's oracle: same seed, same proposals; neighbouring seeds, different ones."""
+"""The oracle's seeding, and the pool of compiled models reused across trials."""
 
+import keras
 import keras_tuner as kt
+import numpy as np
 
+from hypermodels.cnn import CNNHyperModel
 from hypermodels.spaces import CNN_MODEL, SearchSpace
-from search.tuners import oracle_seed
+from search.config import DEFAULTS
+from search.data import load_splits, to_datasets
+from search.tuners import ModelPool, oracle_seed
 
 SPACE = {"augmentation": {"rotation_range": {"min": 0, "max": 30}, "zoom_range": {"min": 0, "max": 0.2}}}
 
@@ -26,3 +31,83 @@ def test_same_seed_same_proposals_and_neighbouring_seeds_do_not_overlap():
     drawn_two = {p[k] for p in two for k in searched}
     assert drawn_one and not drawn_one & drawn_two
     assert oracle_seed(0) > 0  # KerasTuner would read 0 as "no seed"
+
+
+POOL_SPACE = {
+    "augmentation": {"rotation_range": {"min": 0, "max": 30}, "zoom_range": {"min": 0, "max": 0.2}},
+    "batchnorm": {"placement": {"choice": ["none", "after_activation"]}},
+    "schedule": {"kind": {"choice": ["constant", "cosine"]}, "initial_lr": {"min": 1e-4, "max": 1e-2}},
+    "model": {"filters": 8, "dense_units": 16},
+}
+
+
+def _hp(hm, **values):
+    hp = kt.HyperParameters()
+    hm.build(hp)  # declares the space
+    hp.values.update(values)
+    return hp
+
+
+def test_graph_key_ignores_runtime_values_and_keeps_structural_ones():
+    hm = CNNHyperModel((8, 8, 1), 10, POOL_SPACE)
+    base = {"augmentation.rotation_range": 20.0, "batchnorm.placement": "none", "schedule.kind": "constant"}
+    key = hm.graph_key(_hp(hm, **base))
+    runtime = {"augmentation.rotation_range": 3.0, "augmentation.zoom_range": 0.15, "schedule.initial_lr": 0.005}
+    assert hm.graph_key(_hp(hm, **{**base, **runtime, "schedule.kind": "cosine", "tuner/epochs": 9})) == key
+    assert hm.graph_key(_hp(hm, **{**base, "batchnorm.placement": "after_activation"})) != key
+    # all ranges 0: no augmentation layer at all, another graph
+    none = {"augmentation.rotation_range": 0.0, "augmentation.zoom_range": 0.0}
+    assert hm.graph_key(_hp(hm, **{**base, **none})) != key
+
+
+def test_a_trial_trained_in_a_reused_model_trains_exactly_as_in_a_fresh_one():
+    splits = load_splits({**DEFAULTS["data"], "source": "digits"}, seed=1)
+    hm = CNNHyperModel(splits.input_shape, splits.num_classes, POOL_SPACE, lr_horizon=2, seed=0)
+    first = _hp(hm, **{"augmentation.rotation_range": 25.0, "batchnorm.placement": "after_activation"})
+    second = _hp(
+        hm,
+        **{
+            "augmentation.rotation_range": 5.0,
+            "augmentation.zoom_range": 0.2,
+            "batchnorm.placement": "after_activation",
+            "schedule.initial_lr": 0.005,
+        },
+    )
+
+    def train(model, hp):
+        train_ds, val_ds, _ = to_datasets(splits, 64, 0)  # a new pipeline: the same batch order each time
+        return hm.fit(hp, model, train_ds, validation_data=val_ds, epochs=2, verbose=0).history
+
+    pool = ModelPool(size=2)
+    keras.utils.set_random_seed(11)
+    kept = pool.adopt(hm.graph_key(first), hm.build(first))
+    train(kept, first)
+
+    keras.utils.set_random_seed(12)
+    fresh = hm.build(second)
+    initial = [np.array(v) for v in fresh.variables]
+    reused = pool.adopt(hm.graph_key(second), fresh)
+    assert reused is kept and pool.reused == 1
+    assert all(np.array_equal(a, np.array(v)) for a, v in zip(initial, reused.variables, strict=True))
+    assert reused.get_layer("augmentation").rotation_range == 5.0
+    assert int(reused.optimizer.iterations) == 0
+    assert float(reused.optimizer.learning_rate) == np.float32(0.005)
+    history = train(reused, second)
+
+    keras.utils.set_random_seed(12)
+    reference = train(hm.build(second), second)
+    for metric, values in reference.items():
+        np.testing.assert_allclose(history[metric], values, rtol=1e-5, err_msg=metric)
+
+
+def test_pool_keeps_at_most_size_models_and_drops_the_least_recently_used():
+    hm = CNNHyperModel((8, 8, 1), 10, POOL_SPACE)
+    pool = ModelPool(size=1)
+    a = _hp(hm, **{"batchnorm.placement": "none"})
+    b = _hp(hm, **{"batchnorm.placement": "after_activation"})
+    pool.adopt(hm.graph_key(a), hm.build(a))
+    pool.adopt(hm.graph_key(b), hm.build(b))
+    assert list(pool.models) == [hm.graph_key(b)]
+    # a kept model that never trained has no optimizer state to overwrite: the fresh one is used
+    fresh = hm.build(b)
+    assert pool.adopt(hm.graph_key(b), fresh) is fresh and pool.reused == 0
