@@ -8,6 +8,7 @@ import keras
 import keras_tuner as kt
 
 from hypermodels import augment
+from hypermodels.blocks import plain_keras
 from hypermodels.registry import DEFAULT_METRICS
 from hypermodels.schedules import LRSchedule
 from hypermodels.space import Spec
@@ -125,5 +126,5 @@ class ImageHyperModel(kt.HyperModel):
 
     @staticmethod
     def inference_model(model: keras.Model) -> keras.Model:
-        """The model without augmentation: plain Keras layers only."""
-        return model.get_layer(BACKBONE)
+        """The model without augmentation, as a copy of built-in Keras layers only (same weights)."""
+        return plain_keras(model.get_layer(BACKBONE))
