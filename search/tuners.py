@@ -65,18 +65,33 @@ def _same_layout(a: list, b: list) -> bool:
     return len(a) == len(b) and all(x.shape == y.shape and x.dtype == y.dtype for x, y in zip(a, b, strict=True))
 
 
+# Optimizers whose every variable starts at zero, except the learning rate: a fresh one's state is
+# set in place. Any other optimizer is built fresh on the fresh model and its state copied (~0.1 s).
+ZERO_STATE_OPTIMIZERS = (keras.optimizers.Adam, keras.optimizers.SGD, keras.optimizers.RMSprop)
+
+
 def _copy_state(fresh: keras.Model, kept: keras.Model) -> bool:
     """Give `kept` the state `fresh` starts training with; False (nothing copied) if they differ."""
     if type(fresh.optimizer) is not type(kept.optimizer) or not kept.optimizer.built:
         return False  # a kept model that never trained has no optimizer state to overwrite
-    if not fresh.optimizer.built:
-        fresh.optimizer.build(fresh.trainable_variables)  # zero moments, iteration 0, the trial's rate
-    pairs = [(fresh.variables, kept.variables), (fresh.optimizer.variables, kept.optimizer.variables)]
-    if not all(_same_layout(src, dst) for src, dst in pairs):
+    if not _same_layout(fresh.variables, kept.variables):
         return False
-    for src, dst in pairs:
-        for s, d in zip(src, dst, strict=True):
-            d.assign(s)
+    optimizer = kept.optimizer
+    if type(optimizer) in ZERO_STATE_OPTIMIZERS and not fresh.optimizer.built:
+        if optimizer.use_ema or optimizer.gradient_accumulation_steps:
+            return False
+        state = [(v, keras.ops.zeros(v.shape, v.dtype)) for v in optimizer.variables]
+        state = [(v, fresh.optimizer.learning_rate if v is optimizer._learning_rate else z) for v, z in state]
+    else:
+        if not fresh.optimizer.built:
+            fresh.optimizer.build(fresh.trainable_variables)  # zero moments, iteration 0, the trial's rate
+        if not _same_layout(fresh.optimizer.variables, optimizer.variables):
+            return False
+        state = list(zip(optimizer.variables, fresh.optimizer.variables, strict=True))
+    for src, dst in zip(fresh.variables, kept.variables, strict=True):
+        dst.assign(src)
+    for dst, value in state:
+        dst.assign(value)
     kept.stop_training = False
     return True
 
