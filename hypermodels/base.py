@@ -49,6 +49,9 @@ class ImageHyperModel(kt.HyperModel):
         optimizer: "adam", "sgd" (momentum 0.9) or "rmsprop".
         lr_horizon: epochs the LR schedule spans (the tuner's max_epochs).
         seed: seed of the augmentation layer's random stream.
+        steps_per_execution: batches per call into the compiled train/eval function
+            (Keras's compile option): the same updates in the same order, with Keras's
+            per-batch Python work (callbacks, logs) once per this many batches.
     """
 
     model_space: dict[str, Spec] = {}
@@ -63,6 +66,7 @@ class ImageHyperModel(kt.HyperModel):
         optimizer: str = "adam",
         lr_horizon: int = 10,
         seed: int | None = None,
+        steps_per_execution: int = 1,
         name: str | None = None,
     ):
         super().__init__(name=name)
@@ -77,6 +81,7 @@ class ImageHyperModel(kt.HyperModel):
         self.optimizer = optimizer
         self.lr_horizon = int(lr_horizon)
         self.seed = seed
+        self.steps_per_execution = int(steps_per_execution)
 
     def build(self, hp) -> keras.Model:
         values = self.space.declare(hp)
@@ -91,6 +96,7 @@ class ImageHyperModel(kt.HyperModel):
             optimizer=make_optimizer(self.optimizer, values["schedule.initial_lr"]),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
+            steps_per_execution=self.steps_per_execution,
         )
         return model
 

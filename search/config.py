@@ -45,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 64,
         "max_examples": None,
     },
-    "hypermodel": {"name": "cnn", "optimizer": "adam"},
+    "hypermodel": {"name": "cnn", "optimizer": "adam", "steps_per_execution": 8},
     "tuner": {
         "algorithm": "hyperband",
         "objective": "val_accuracy",
@@ -289,6 +289,7 @@ def _check_hypermodel(c: _Checker, raw: Any) -> dict:
     except registry.UnknownHyperModel as e:
         raise c.fail("hypermodel.name", str(e)) from None
     c.choice(hm["optimizer"], "hypermodel.optimizer", ("adam", "sgd", "rmsprop"))
+    c.integer(hm["steps_per_execution"], "hypermodel.steps_per_execution", 1, 10000)
     return hm
 
 

@@ -192,6 +192,7 @@ def build_hypermodel(cfg: Config, splits):
         splits.num_classes,
         cfg.space,
         optimizer=hm["optimizer"],
+        steps_per_execution=hm["steps_per_execution"],
         lr_horizon=cfg.lr_horizon,
         seed=cfg.resolved["seed"],
     )

@@ -6,7 +6,8 @@
 The plain script is written the way the keras-io guides write one: `kt.Hyperband(hypermodel,
 objective=..., max_epochs=..., factor=...)` and `tuner.search(x, y, validation_data=(x_val, y_val),
 callbacks=[EarlyStopping(...), TensorBoard(...)])`, on numpy arrays. It gets the same hypermodel
-(the config's, built by the same code), the same splits, the same budget (max_epochs, factor,
+class with the config's search space (constructed with the class's defaults, as a user's script
+would: Keras's steps_per_execution=1), the same splits, the same budget (max_epochs, factor,
 iterations), the same EarlyStopping and the same oracle seed, so both propose the same
 configurations. Each run is a fresh process (imports included) timed from outside; the two
 alternate (plain first in odd repeats, ktsearch first in even ones) so drift hits both.
@@ -35,16 +36,24 @@ def plain_search(config_path: str, directory: str) -> dict:
     import keras
     import keras_tuner as kt
 
+    from hypermodels import registry
     from search.data import load_splits
     from search.tuners import oracle_seed
-    from search.tuning import build_hypermodel
 
     seed = cfg.resolved["seed"]
     keras.utils.set_random_seed(seed)
     splits = load_splits(cfg.section("data"), seed)
-    t, es = cfg.section("tuner"), cfg.section("early_stopping")
+    t, es, hm = cfg.section("tuner"), cfg.section("early_stopping"), cfg.section("hypermodel")
+    hypermodel = registry.resolve(hm["name"])(
+        splits.input_shape,
+        splits.num_classes,
+        cfg.space,
+        optimizer=hm["optimizer"],
+        lr_horizon=cfg.lr_horizon,
+        seed=seed,
+    )
     tuner = kt.Hyperband(
-        build_hypermodel(cfg, splits),
+        hypermodel,
         objective=t["objective"],
         max_epochs=t["max_epochs"],
         factor=t["factor"],

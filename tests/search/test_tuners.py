@@ -111,3 +111,20 @@ def test_pool_keeps_at_most_size_models_and_drops_the_least_recently_used():
     # a kept model that never trained has no optimizer state to overwrite: the fresh one is used
     fresh = hm.build(b)
     assert pool.adopt(hm.graph_key(b), fresh) is fresh and pool.reused == 0
+
+
+def test_steps_per_execution_gives_the_same_training():
+    splits = load_splits({**DEFAULTS["data"], "source": "digits"}, seed=1)
+    histories = []
+    for steps in (1, 8):
+        hm = CNNHyperModel(
+            splits.input_shape, splits.num_classes, POOL_SPACE, lr_horizon=2, seed=0, steps_per_execution=steps
+        )
+        hp = _hp(hm, **{"batchnorm.placement": "after_activation"})
+        keras.utils.set_random_seed(5)
+        model = hm.build(hp)
+        train_ds, val_ds, _ = to_datasets(splits, 64, 0)
+        histories.append(hm.fit(hp, model, train_ds, validation_data=val_ds, epochs=2, verbose=0).history)
+    assert len(splits.y_train) % (64 * 8)  # the last execution holds fewer batches
+    for metric, values in histories[0].items():
+        np.testing.assert_allclose(histories[1][metric], values, rtol=1e-5, err_msg=metric)
