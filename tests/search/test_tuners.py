@@ -8,7 +8,7 @@ from hypermodels.cnn import CNNHyperModel
 from hypermodels.spaces import CNN_MODEL, SearchSpace
 from search.config import DEFAULTS
 from search.data import load_splits, to_datasets
-from search.tuners import ModelPool, oracle_seed
+from search.tuners import ModelPool, oracle_seed, seed_keras
 
 SPACE = {"augmentation": {"rotation_range": {"min": 0, "max": 30}, "zoom_range": {"min": 0, "max": 0.2}}}
 
@@ -128,3 +128,17 @@ def test_steps_per_execution_gives_the_same_training():
     assert len(splits.y_train) % (64 * 8)  # the last execution holds fewer batches
     for metric, values in histories[0].items():
         np.testing.assert_allclose(histories[1][metric], values, rtol=1e-5, err_msg=metric)
+
+
+def test_trial_seeding_builds_the_weights_keras_seeding_builds():
+    hm = CNNHyperModel((8, 8, 1), 10, POOL_SPACE)
+    hp = _hp(hm, **{"batchnorm.placement": "after_activation"})
+
+    def initial(seed, how):
+        how(seed)
+        model = hm.build(hp)
+        return [np.array(v) for v in model.variables]  # weights and random-seed states
+
+    ours, keras_own = initial(3, seed_keras), initial(3, keras.utils.set_random_seed)
+    assert all(np.array_equal(a, b) for a, b in zip(ours, keras_own, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(ours, initial(4, seed_keras), strict=True))
