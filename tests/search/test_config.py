@@ -96,6 +96,8 @@ def test_defaults_fill_every_key():
         ("name: x\ndata: {source: npz}\n", "data.path", "expected a path"),
         ("name: x\ndata: {source: directory, path: /nonexistent/x, image_size: [8, 8]}\n", "data.path", "not found"),
         ("name: x\nhypermodel: {name: vgg}\n", "hypermodel.name", "expected one of cnn, resnet"),
+        ("name: x\nhypermodel: {steps_per_execution: 0}\n", "hypermodel.steps_per_execution", "in [1, 10000]"),
+        ("name: x\ntuner: {reuse_models: -1}\n", "tuner.reuse_models", "in [0, 64]"),
         ("name: ../escape\n", "name", "no path separators"),
         ("name: a/b\n", "name", "no path separators"),
         (

@@ -1,6 +1,8 @@
 """Real searches on digits through the real CLI: tune, resume, refuse, overwrite, export, train."""
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -196,3 +198,20 @@ def test_seed_recipe_trains_directly(workdir):
     assert metrics["hyperparameters"]["augmentation.rotation_range"] == 30
     assert metrics["hyperparameters"]["batchnorm.placement"] == "after_activation"
     assert metrics["history"]["learning_rate"] == [pytest.approx(0.001)]
+
+
+def test_reusing_compiled_models_changes_nothing_but_the_time(smoke_run, tmp_path):
+    """The smoke run reuses compiled models (the default); the same search without reuse scores the same."""
+    reuse = re.search(r"(\d+) of (\d+) trials reused a compiled model", (smoke_run / "tune.stdout").read_text())
+    assert reuse and 0 < int(reuse[1]) < int(reuse[2])
+    shutil.copytree(smoke_run.parent.parent / "configs", tmp_path / "configs")
+    proc = run_cli("tune", "configs/digits_smoke.yaml", "--set", "tuner.reuse_models=0", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reused a compiled model" not in proc.stdout
+    reused = json.loads((smoke_run / "summary.json").read_text())["trials"]
+    fresh = json.loads((tmp_path / "results" / "digits-smoke" / "summary.json").read_text())["trials"]
+    assert [(t["trial_id"], t["hyperparameters"]) for t in reused] == [
+        (t["trial_id"], t["hyperparameters"]) for t in fresh
+    ]
+    for a, b in zip(reused, fresh, strict=True):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-6), a["trial_id"]
