@@ -38,8 +38,9 @@ class ModelPool:
     whose graph key (`ImageHyperModel.graph_key`) matches a kept model still gets a freshly
     built model (same seeds, same initial weights, a Hyperband parent's checkpoint loaded
     into it), whose state is then copied into the kept model: its variables, random-seed
-    states and a freshly built optimizer's state. The trial trains in the kept model and its
-    already traced graphs, exactly as it would have trained in the fresh one.
+    states and a fresh optimizer's state (zeros and the trial's learning rate). The trial
+    trains in the kept model and its already traced graphs, exactly as it would have
+    trained in the fresh one.
     """
 
     def __init__(self, size: int):
@@ -138,6 +139,7 @@ class RecordingTuner:
         self.run_seed = run_seed
         self.keep_checkpoints = keep_checkpoints
         self.pool = ModelPool(reuse_models) if reuse_models else None
+        self._in_trial = False  # the pool serves trials only, not load_model / get_best_models
         self.log = log
         self.tensorboard_root = Path(tensorboard_root) if tensorboard_root else None
         self.samples = samples
@@ -155,7 +157,7 @@ class RecordingTuner:
         return super()._build_and_fit_model(trial, *args, **kwargs)
 
     def _try_build(self, hp):
-        if self.pool is None or not hasattr(self.hypermodel, "graph_key"):
+        if self.pool is None or not self._in_trial or not hasattr(self.hypermodel, "graph_key"):
             return super()._try_build(hp)
         # KerasTuner clears the Keras session and collects garbage before every build (0.3 s
         # a trial, and the session reset would not free a kept model anyway).
@@ -170,7 +172,11 @@ class RecordingTuner:
         _, book = runs.split_values(trial.hyperparameters.values)
         initial = int(book.get("initial_epoch", 0))
         total = int(book.get("epochs", kwargs.get("epochs", 1)))
-        histories = super().run_trial(trial, *args, **kwargs)
+        self._in_trial = True
+        try:
+            histories = super().run_trial(trial, *args, **kwargs)
+        finally:
+            self._in_trial = False
         record = self._records[trial.trial_id] = self._record(trial, histories[0], initial, total)
         runs.write_json(os.path.join(self.get_trial_dir(trial.trial_id), runs.RECORD_FILE), record)
         if record["diverged"]:

@@ -8,7 +8,7 @@ from hypermodels.cnn import CNNHyperModel
 from hypermodels.spaces import CNN_MODEL, SearchSpace
 from search.config import DEFAULTS
 from search.data import load_splits, to_datasets
-from search.tuners import ModelPool, oracle_seed, seed_keras
+from search.tuners import ModelPool, RandomTuner, oracle_seed, seed_keras
 
 SPACE = {"augmentation": {"rotation_range": {"min": 0, "max": 30}, "zoom_range": {"min": 0, "max": 0.2}}}
 
@@ -142,3 +142,14 @@ def test_trial_seeding_builds_the_weights_keras_seeding_builds():
     ours, keras_own = initial(3, seed_keras), initial(3, keras.utils.set_random_seed)
     assert all(np.array_equal(a, b) for a, b in zip(ours, keras_own, strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(ours, initial(4, seed_keras), strict=True))
+
+
+def test_models_built_outside_a_trial_do_not_come_from_the_pool(tmp_path):
+    hm = CNNHyperModel((8, 8, 1), 10, POOL_SPACE)
+    tuner = RandomTuner(
+        hypermodel=hm, objective="val_accuracy", max_trials=1, directory=str(tmp_path), project_name="p", reuse_models=2
+    )
+    hp = _hp(hm, **{"batchnorm.placement": "none"})
+    # KerasTuner's load_model / get_best_models build through _try_build: each must get its own model
+    assert tuner._try_build(hp) is not tuner._try_build(hp)
+    assert tuner.pool.adopted == 0
