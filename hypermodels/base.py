@@ -114,10 +114,11 @@ class ImageHyperModel(kt.HyperModel):
         those values into its graph (or anything else that is not a hyperparameter) must
         override this.
         """
-        runtime = {
-            k for k in hp.values if k.startswith(BOOKKEEPING) or k in RUNTIME_DIMS or k.startswith(RUNTIME_SECTIONS)
-        }
-        fixed = sorted((k, v) for k, v in hp.values.items() if k not in runtime)
+        fixed = sorted(
+            (k, v)
+            for k, v in hp.values.items()
+            if not (k.startswith((BOOKKEEPING, *RUNTIME_SECTIONS)) or k in RUNTIME_DIMS)
+        )
         return (augment.is_identity(hp.values), tuple(fixed))  # dims switched off are absent: no augmentation
 
     def schedule(self, hp) -> LRSchedule:

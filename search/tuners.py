@@ -21,6 +21,9 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 import numpy as np
+from keras.src.backend.common import global_state
+from keras.src.random import seed_generator
+from keras.src.utils import rng_utils
 from keras_tuner.src import config as kt_config
 from keras_tuner.src import utils as kt_utils
 from keras_tuner.src.engine import tuner_utils
@@ -82,8 +85,11 @@ def _copy_state(fresh: keras.Model, kept: keras.Model) -> bool:
     if type(optimizer) in ZERO_STATE_OPTIMIZERS and not fresh.optimizer.built:
         if optimizer.use_ema or optimizer.gradient_accumulation_steps:
             return False
-        state = [(v, keras.ops.zeros(v.shape, v.dtype)) for v in optimizer.variables]
-        state = [(v, fresh.optimizer.learning_rate if v is optimizer._learning_rate else z) for v, z in state]
+        rate = optimizer._learning_rate  # a variable, unless the rate is a schedule (then not among the variables)
+        state = [
+            (v, fresh.optimizer.learning_rate if v is rate else keras.ops.zeros(v.shape, v.dtype))
+            for v in optimizer.variables
+        ]
     else:
         if not fresh.optimizer.built:
             fresh.optimizer.build(fresh.trainable_variables)  # zero moments, iteration 0, the trial's rate
@@ -345,10 +351,6 @@ def seed_keras(seed: int) -> None:
     from Keras's own seed state, Python's `random` and NumPy, which this sets as Keras does;
     ktsearch's tf.data pipelines carry their own seeds.
     """
-    from keras.src.backend.common import global_state
-    from keras.src.random import seed_generator
-    from keras.src.utils import rng_utils
-
     global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
     global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
     random.seed(seed)

@@ -81,6 +81,9 @@ def test_fused_batchnorm_trains_exactly_as_keras_batchnorm():
         results.append([y, *grads, layer.moving_mean, layer.moving_variance, layer(x, training=False)])
     for fused, plain in zip(*results, strict=True):
         np.testing.assert_allclose(np.array(fused), np.array(plain), rtol=1e-4, atol=1e-4)
+    # and the fused kernel is what ran (otherwise both sides would be Keras's own code)
+    graph = tf.function(lambda t: layers[0](t, training=True)).get_concrete_function(x).graph
+    assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
     assert not np.allclose(np.array(results[0][-2]), 1.0)  # the moving variance did move
 
 
