@@ -240,15 +240,36 @@ def load_splits(cfg: dict, seed: int) -> Splits:
     return Splits(x_train, y[train_idx], x_val, y[val_idx], x_test, test[1], names)
 
 
+PREFETCH_BATCHES = 2
+
+
+def tf_options():
+    """tf.data options of ktsearch's pipelines: autotuning off.
+
+    tf.data's autotuning runs a model thread per iterator, and dropping such an iterator can
+    block for about a second. Keras drops its iterator after every epoch and every evaluation;
+    about half of those drops stalled (measured: `python -m tests.benchmarks.pipeline`, TF 2.21
+    on 2 CPU cores). These pipelines have nothing to tune (no map, no parallel stage), so
+    autotuning is off and the prefetch buffer is fixed (`PREFETCH_BATCHES`).
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
 def to_datasets(splits: Splits, batch_size: int, seed: int):
     """(train, validation, test) tf.data pipelines; the train one reshuffles every epoch."""
     import tensorflow as tf
+
+    options = tf_options()
 
     def pipeline(x, y, shuffle):
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if shuffle:
             ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return ds.batch(batch_size).prefetch(PREFETCH_BATCHES).with_options(options)
 
     return (
         pipeline(splits.x_train, splits.y_train, True),

@@ -29,6 +29,7 @@ from keras_tuner.src import utils as kt_utils
 from keras_tuner.src.engine import tuner_utils
 
 from hypermodels import augment
+from hypermodels.optimizers import FusedAdam, FusedSGD
 from search import runs
 from search import tensorboard as tb
 
@@ -72,7 +73,7 @@ def _same_layout(a: list, b: list) -> bool:
 
 # Optimizers whose every variable starts at zero, except the learning rate: a fresh one's state is
 # set in place. Any other optimizer is built fresh on the fresh model and its state copied (~0.1 s).
-ZERO_STATE_OPTIMIZERS = (keras.optimizers.Adam, keras.optimizers.SGD, keras.optimizers.RMSprop)
+ZERO_STATE_OPTIMIZERS = (keras.optimizers.Adam, keras.optimizers.SGD, keras.optimizers.RMSprop, FusedAdam, FusedSGD)
 
 
 def _copy_state(fresh: keras.Model, kept: keras.Model) -> bool:

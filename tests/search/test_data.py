@@ -87,3 +87,18 @@ def test_directory_with_one_class_is_refused(tmp_path):
     (tmp_path / "only").mkdir()
     with pytest.raises(UserError, match="at least 2"):
         load_splits(_cfg(source="directory", path=str(tmp_path), image_size=[8, 8]), seed=0)
+
+
+def test_pipelines_cover_each_split_once_per_epoch_reshuffling_only_training():
+    from search.data import to_datasets
+
+    splits = load_splits(_cfg(), seed=1)
+    train, val, test = to_datasets(splits, batch_size=64, seed=3)
+    epochs = [np.concatenate([y.numpy() for _, y in train]) for _ in range(2)]
+    for labels in epochs:
+        np.testing.assert_array_equal(np.sort(labels), np.sort(splits.y_train))
+    assert not np.array_equal(epochs[0], epochs[1])  # reshuffled every epoch
+    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in val]), splits.y_val)
+    np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in test]), splits.x_test)
+    # autotuning off: dropping an autotuned iterator stalls Keras's epochs (tests/benchmarks/pipeline.py)
+    assert all(ds.options().autotune.enabled is False for ds in (train, val, test))
