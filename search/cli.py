@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from search.distributed import DEFAULT_PORT
 from search.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, SearchStopped, UserError
 
 PROG = "ktsearch"
@@ -64,11 +65,26 @@ class Tune:
         p.add_argument(
             "--overwrite", action="store_true", help="delete an existing run of this name that has a different config"
         )
+        p.add_argument("--threads", type=int, metavar="N", help="TensorFlow threads (intra- and inter-op pools)")
+        d = p.add_argument_group(
+            "distributed search (KerasTuner's chief/worker mode; or its KERASTUNER_* environment variables)"
+        )
+        d.add_argument("--chief", action="store_true", help="serve the oracle to workers; write the summary at the end")
+        d.add_argument(
+            "--bind",
+            metavar="HOST:PORT",
+            help=f"where the chief listens (default 127.0.0.1:{DEFAULT_PORT}: this machine only; port 0 picks one)",
+        )
+        d.add_argument("--worker", action="store_true", help="run trials for a chief")
+        d.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address")
+        d.add_argument("--worker-id", metavar="ID", help="this worker's name (default worker-HOST-PID)")
 
     @staticmethod
     def run(args) -> int:
+        from search.distributed import resolve_role
         from search.tuning import tune
 
+        role = resolve_role(args.chief, args.bind, args.worker, args.oracle, args.worker_id)
         tune(
             args.config,
             args.overrides,
@@ -76,6 +92,8 @@ class Tune:
             results_dir=args.results_dir,
             overwrite=args.overwrite,
             log=lambda line: print(line, flush=True),  # progress must reach pipes and `tee` as it happens
+            role=role,
+            threads=args.threads,
         )
         return 0
 

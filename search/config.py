@@ -58,9 +58,21 @@ DEFAULTS: dict[str, Any] = {
         "reuse_models": 4,
     },
     "early_stopping": {"monitor": "val_loss", "patience": 3, "min_delta": 0.0},
+    "distribution": {"strategy": None, "devices": None, "worker_timeout": 60},
 }
+STRATEGIES = ("mirrored",)
 TRAINING_DEFAULTS = {"epochs": None, "lr_horizon": None}
-SEARCH_KEYS = ("name", "seed", "results_dir", "data", "hypermodel", "search_space", "tuner", "early_stopping")
+SEARCH_KEYS = (
+    "name",
+    "seed",
+    "results_dir",
+    "data",
+    "hypermodel",
+    "search_space",
+    "tuner",
+    "early_stopping",
+    "distribution",
+)
 EXPORT_KEYS = (
     "name",
     "seed",
@@ -336,6 +348,22 @@ def _check_early_stopping(c: _Checker, raw: Any, hypermodel: str) -> dict:
     return es
 
 
+def _check_distribution(c: _Checker, raw: Any) -> dict:
+    d = {**DEFAULTS["distribution"], **c.mapping(raw, "distribution", tuple(DEFAULTS["distribution"]))}
+    if d["strategy"] is not None:
+        c.choice(d["strategy"], "distribution.strategy", STRATEGIES)
+    devices = d["devices"]
+    if devices is not None:
+        if d["strategy"] is None:
+            raise c.fail("distribution.devices", "only used with distribution.strategy: mirrored")
+        if not isinstance(devices, list) or not devices or not all(isinstance(x, str) and x for x in devices):
+            raise c.fail("distribution.devices", f"expected a list of device names like /gpu:0, got {devices!r}")
+    timeout = d["worker_timeout"]
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 1 <= timeout <= 86400:
+        raise c.fail("distribution.worker_timeout", f"expected seconds in [1, 86400], got {timeout!r}")
+    return d
+
+
 def _check_space(c: _Checker, raw: Any, hypermodel: str, section: str, horizon: int, fixed: bool) -> SearchSpace:
     try:
         space = SearchSpace(raw, registry.model_space(hypermodel))
@@ -375,6 +403,7 @@ def validate(raw: dict, source: str = "<config>", overrides: dict | None = None,
     hm = out["hypermodel"]["name"]
     out["tuner"] = _check_tuner(c, raw.get("tuner"), hm)
     out["early_stopping"] = _check_early_stopping(c, raw.get("early_stopping"), hm)
+    out["distribution"] = _check_distribution(c, raw.get("distribution"))
     space = _check_space(c, raw.get("search_space"), hm, "search_space", out["tuner"]["max_epochs"], fixed=False)
     out["search_space"] = space.notation()
     return Config(source, _ordered(out, SEARCH_KEYS), space, "search", overrides)

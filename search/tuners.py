@@ -30,8 +30,9 @@ from keras_tuner.src.engine import tuner_utils
 
 from hypermodels import augment
 from hypermodels.optimizers import FusedAdam, FusedSGD
-from search import runs
+from search import distributed, runs
 from search import tensorboard as tb
+from search.errors import UserError
 
 
 class ModelPool:
@@ -114,6 +115,10 @@ class BestEpochWeights(tuner_utils.SaveBestEpoch):
     same weights, once at the end of training (also after EarlyStopping or TerminateOnNaN).
     """
 
+    def __init__(self, objective, filepath, holds=None):
+        super().__init__(objective, filepath)
+        self.holds = holds or (lambda: True)
+
     def on_train_begin(self, logs=None):
         self._best = None
 
@@ -121,7 +126,7 @@ class BestEpochWeights(tuner_utils.SaveBestEpoch):
         self._best = self.model.get_weights()
 
     def on_train_end(self, logs=None):
-        if self._best is None:
+        if self._best is None or not self.holds():  # a distributed worker whose trial was handed on writes nothing
             return
         last = self.model.get_weights()
         self.model.set_weights(self._best)
@@ -141,6 +146,8 @@ class RecordingTuner:
         samples=None,
         keep_checkpoints=None,
         reuse_models: int = 0,
+        role=None,
+        worker_timeout: float = 60.0,
         **kwargs,
     ):
         self.run_seed = run_seed
@@ -152,14 +159,20 @@ class RecordingTuner:
         self.samples = samples
         self._started: dict[str, float] = {}
         self._records: dict[str, dict] = {}
+        self.completed: list[str] = []  # trials this process ran to completion
         super().__init__(*args, **kwargs)
+        if role is not None and role.kind == "worker":  # KerasTuner wrapped the oracle in its client: ours instead
+            run_dir = Path(self.project_dir).parent
+            self.oracle = distributed.worker_client(self.oracle._oracle, role, heartbeat(worker_timeout), log, run_dir)
 
     # -- running a trial ---------------------------------------------------------------
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
         callbacks = kwargs.get("callbacks", [])
+        holds = lambda: self._holds(trial.trial_id)  # noqa: E731
         kwargs["callbacks"] = [
-            BestEpochWeights(c.objective, c.filepath) if type(c) is tuner_utils.SaveBestEpoch else c for c in callbacks
+            BestEpochWeights(c.objective, c.filepath, holds) if type(c) is tuner_utils.SaveBestEpoch else c
+            for c in callbacks
         ]
         return super()._build_and_fit_model(trial, *args, **kwargs)
 
@@ -184,11 +197,17 @@ class RecordingTuner:
             histories = super().run_trial(trial, *args, **kwargs)
         finally:
             self._in_trial = False
+        if not self._holds(trial.trial_id):
+            return histories  # handed to another worker while this one was silent: its files are the other's now
         record = self._records[trial.trial_id] = self._record(trial, histories[0], initial, total)
         runs.write_json(os.path.join(self.get_trial_dir(trial.trial_id), runs.RECORD_FILE), record)
         if record["diverged"]:
             raise kt.errors.FailedTrialError(record["diverged"])
         return histories
+
+    def _holds(self, trial_id: str) -> bool:
+        holds = getattr(self.oracle, "holds", None)  # only a distributed worker's oracle client can lose a trial
+        return holds is None or holds(trial_id)
 
     def _record(self, trial, history, initial: int, total: int) -> dict:
         objective = self.oracle.objective
@@ -302,7 +321,7 @@ class RecordingTuner:
         may still continue keeps its checkpoint (the continuation starts from it) until the
         bracket is done, or the search is over.
         """
-        if self.keep_checkpoints is None:
+        if self.keep_checkpoints is None or self._is_worker():  # a worker has no oracle of its own: the chief prunes
             return
         objective = self.oracle.objective
         done = [t for t in self.oracle.trials.values() if t.status == "COMPLETED" and t.score is not None]
@@ -321,11 +340,18 @@ class RecordingTuner:
         return {info["id"] for bracket in brackets for round_ in bracket["rounds"] for info in round_}
 
     def _report_end(self, trial) -> None:
+        if trial.trial_id in getattr(self.oracle, "dropped", ()):  # a worker that was silent too long
+            self.log(
+                f"trial {trial.trial_id}: handed to another worker while this one was silent; this result is dropped"
+            )
+            return
         final = self.oracle.get_trial(trial.trial_id)
         reason = failure_reason(final)
         if self.tensorboard_root is not None:
             self._session_end(final, reason)
         self._records.pop(trial.trial_id, None)
+        if final.status == "COMPLETED":
+            self.completed.append(trial.trial_id)
         self.log(self._trial_line(final, reason))
 
     def _trial_line(self, trial, reason: str | None) -> str:
@@ -423,7 +449,31 @@ def oracle_seed(seed: int) -> int:
     return 1 + (seed * 2654435761) % (2**31 - 2)
 
 
-def build_tuner(config, hypermodel, log=print, samples=None):
+def heartbeat(worker_timeout: float) -> float:
+    """Seconds between a worker's heartbeats: several per timeout, at most every 10 s."""
+    return min(10.0, worker_timeout / 4)
+
+
+def strategy(config, log=print):
+    """The configured tf.distribute strategy for each trial's model, or None (one device)."""
+    d = config.section("distribution")
+    if d["strategy"] != "mirrored":
+        return None
+    import tensorflow as tf
+
+    try:
+        mirrored = tf.distribute.MirroredStrategy(devices=d["devices"])
+    except (ValueError, RuntimeError) as e:
+        raise UserError(config.source, "distribution.devices", f"cannot use {d['devices']!r} ({e})") from None
+    devices = ", ".join(mirrored.extended.worker_devices)
+    log(
+        f"each trial trains on {mirrored.num_replicas_in_sync} replica(s) (MirroredStrategy over {devices}), "
+        "one batch per call (Keras's steps_per_execution loop fails under MirroredStrategy: keras-team/keras#19246)"
+    )
+    return mirrored
+
+
+def build_tuner(config, hypermodel, log=print, samples=None, role=None):
     """The configured tuner over `hypermodel`, reloading an existing project in the run dir."""
     t = config.section("tuner")
     common = dict(
@@ -440,6 +490,9 @@ def build_tuner(config, hypermodel, log=print, samples=None):
         samples=samples,
         keep_checkpoints=t["keep_checkpoints"],
         reuse_models=t["reuse_models"],
+        role=role,
+        worker_timeout=config.section("distribution")["worker_timeout"],
+        distribution_strategy=None if role is not None and role.kind == "chief" else strategy(config, log),
     )
     if t["algorithm"] == "hyperband":
         return HyperbandTuner(

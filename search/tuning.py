@@ -9,13 +9,14 @@ from typing import Any
 
 import yaml
 
-from search import runs
+from search import distributed, runs
 from search.config import Config, dump_yaml, load_config, parse_overrides
+from search.distributed import Role
 from search.errors import SearchStopped, UserError
 from search.lock import run_lock
 
 SAMPLE_IMAGES = 16
-RESUME_IGNORES = ("name", "results_dir")  # moving or renaming a run does not change what it searches
+RESUME_IGNORES = ("name", "results_dir", "distribution")  # where and on what a run runs, not what it searches
 STORAGE_AND_SPEED = ("keep_checkpoints", "reuse_models")  # tuner keys a resumed run may change
 
 
@@ -103,6 +104,8 @@ def tune(
     results_dir: str | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] = print,
+    role: Role | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Run (or resume) a search; returns the summary (also written to summary.json).
 
@@ -113,6 +116,10 @@ def tune(
         results_dir: where runs live (default: the config's ``results_dir``).
         overwrite: delete an existing run of the same name with a different config.
         log: where progress lines go.
+        role: `search.distributed.Role`: this process alone (default), the chief of a distributed
+            search (serves the oracle; writes the summary when the search is over) or a worker
+            (runs trials; returns ``{"worker": ID, "completed": [trial ids]}``).
+        threads: TensorFlow's intra- and inter-op thread pools (default: TensorFlow's choice).
 
     Raises:
         UserError: bad config or data, or a run directory that cannot be used.
@@ -120,16 +127,18 @@ def tune(
     overrides = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
     overrides.update({k: v for k, v in (("name", name), ("results_dir", results_dir)) if v is not None})
     cfg = load_config(config, overrides, labels={"name": "--name", "results_dir": "--results-dir"})
+    role = role or Role()
+    if threads is not None and not 1 <= threads <= 1024:
+        raise UserError("--threads", "", f"expected a thread count in [1, 1024], got {threads!r}")
+    if role.kind == "worker":
+        return _work(cfg, role, log, threads, config)
     mode = check_run_dir(cfg, overwrite)
     for warning in cfg.warnings():
         log(f"warning: {warning}")
+    if distributed.exposure_warning(role):
+        log(f"warning: {distributed.exposure_warning(role)}")
 
-    from search.runtime import import_tensorflow
-
-    import_tensorflow()  # from here on TensorFlow is loaded
-    from search import data
-
-    splits = data.load_splits(cfg.section("data"), cfg.resolved["seed"])  # bad data fails before disk is touched
+    splits = _load_data(cfg, role, threads)  # bad data fails before disk is touched
     with run_lock(cfg.run_dir):
         mode = check_run_dir(cfg, overwrite)  # again, now that no other tune can change the run
         prepare_run_dir(cfg, mode)
@@ -138,13 +147,63 @@ def tune(
             f"{'resuming' if mode == 'resume' else 'starting'} run {cfg.run_dir} "
             f"({sizes['train']} train / {sizes['validation']} validation images, {splits.num_classes} classes)"
         )
-        _search(cfg, splits, mode, log)
+        _search(cfg, splits, mode, log, role, config)
     summary = summarize(cfg)
     log(final_report(cfg, summary))
     return summary
 
 
-def _search(cfg: Config, splits, mode: str, log: Callable[[str], None]) -> None:
+def _load_data(cfg: Config, role: Role, threads: int | None):
+    from search.runtime import import_tensorflow
+
+    distributed.set_environment(role)  # KerasTuner reads its role from the environment
+    tf = import_tensorflow()  # from here on TensorFlow is loaded
+    if threads is not None:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # TensorFlow already ran something in this process (the Python API, twice)
+            raise UserError("--threads", "", "TensorFlow is already running in this process; set it once") from None
+    from search import data
+
+    return data.load_splits(cfg.section("data"), cfg.resolved["seed"])
+
+
+def _work(cfg: Config, role: Role, log: Callable[[str], None], threads: int | None, source) -> dict:
+    """A worker: wait for the chief, check that both run the same search, run trials until told to stop."""
+    distributed.wait_for_chief(role, cfg.section("distribution")["worker_timeout"], log)
+    saved_file = cfg.run_dir / runs.CONFIG_FILE
+    if not saved_file.is_file():
+        raise UserError(
+            str(cfg.run_dir),
+            "",
+            f"expected the chief's run directory here (the chief at {role.address} serves a run; workers need "
+            "the same results directory, shared, at the same path, and the same --name)",
+        )
+    saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}
+    diff = _first_difference(_comparable(saved), _comparable(cfg.resolved))
+    if diff:
+        key, old, new = diff
+        raise UserError(str(cfg.source), key, f"the chief's run has {old!r}, this worker's config gives {new!r}")
+    splits = _load_data(cfg, role, threads)
+    log(f"worker {role.worker_id}: running trials of {cfg.run_dir} for the chief at {role.address}")
+    try:
+        tuner = _search(cfg, splits, "resume", log, role, source)
+    except Exception as e:  # the chief is gone: the search ended while this worker was away, or it crashed
+        if type(e).__name__ != "SearchOver":
+            raise
+        if not e.done:
+            raise SearchStopped(f"worker {role.worker_id}: {e} at {role.address}") from None
+        log(f"worker {role.worker_id}: stopping: {e} (while this worker could not reach it)")
+        return {"worker": role.worker_id, "completed": []}
+    ids = ", ".join(tuner.completed) or "none"
+    log(
+        f"worker {role.worker_id}: done, {len(tuner.completed)} trials completed here ({ids}); the chief writes the summary"
+    )
+    return {"worker": role.worker_id, "completed": tuner.completed}
+
+
+def _search(cfg: Config, splits, mode: str, log: Callable[[str], None], role: Role, source):
     import keras
 
     from search import data, tensorboard, tuners
@@ -157,19 +216,26 @@ def _search(cfg: Config, splits, mode: str, log: Callable[[str], None]) -> None:
         objective = cfg.section("tuner")["objective"]
         tb_root = cfg.run_dir / runs.TENSORBOARD_DIR
         tensorboard.write_experiment(tb_root, cfg.space, objective, hypermodel.logged_metrics, samples)
-    tuner = tuners.build_tuner(cfg, hypermodel, log=log, samples=samples)
+    tuner = tuners.build_tuner(cfg, hypermodel, log=log, samples=samples, role=role)
     try:
-        tuner.search(
-            train_ds,
-            validation_data=val_ds,
-            epochs=cfg.section("tuner")["max_epochs"],
-            callbacks=tuners.search_callbacks(cfg),
-            verbose=0,
-            shuffle=False,  # the dataset reshuffles itself
-        )
+        if role.kind == "chief":
+            hint = _worker_command(cfg, source)
+            ran = distributed.serve(tuner, role, log, cfg.section("distribution")["worker_timeout"], hint)
+            done = ", ".join(f"{worker} {len(ids)}" for worker, ids in sorted(ran.items())) or "none"
+            log(f"trials completed per worker: {done}")
+        else:
+            tuner.search(
+                train_ds,
+                validation_data=val_ds,
+                epochs=cfg.section("tuner")["max_epochs"],
+                callbacks=tuners.search_callbacks(cfg),
+                verbose=0,
+                shuffle=False,  # the dataset reshuffles itself
+            )
         tuner.prune_checkpoints(search_over=True)
         if tuner.pool is not None and tuner.pool.adopted:
             log(f"{tuner.pool.reused} of {tuner.pool.adopted} trials reused a compiled model (tuner.reuse_models)")
+        return tuner
     except RuntimeError as e:  # KerasTuner's consecutive-failure limit
         if "consecutive failures" not in str(e):
             raise
@@ -181,18 +247,26 @@ def _search(cfg: Config, splits, mode: str, log: Callable[[str], None]) -> None:
         ) from None
 
 
+def _worker_command(cfg: Config, source) -> str:
+    config = _shell_path(Path(source)) if isinstance(source, (str, Path)) else "CONFIG"
+    flags = f" --name {cfg.name} --results-dir {_shell_path(Path(cfg.resolved['results_dir']))}"
+    return f"ktsearch tune {config}{flags} --worker --oracle {{ADDRESS}}"
+
+
 def build_hypermodel(cfg: Config, splits):
     """The configured HyperModel for these splits (search and train share this)."""
     from hypermodels import registry
 
     hm = cfg.section("hypermodel")
     cls = registry.resolve(hm["name"])
+    # Keras's multi-batch loop fails under MirroredStrategy (keras-team/keras#19246): one batch per call there.
+    mirrored = (cfg.resolved.get("distribution") or {}).get("strategy") == "mirrored"
     return cls(
         splits.input_shape,
         splits.num_classes,
         cfg.space,
         optimizer=hm["optimizer"],
-        steps_per_execution=hm["steps_per_execution"],
+        steps_per_execution=1 if mirrored else hm["steps_per_execution"],
         lr_horizon=cfg.lr_horizon,
         seed=cfg.resolved["seed"],
     )

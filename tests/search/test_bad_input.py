@@ -49,6 +49,7 @@ def _run_without_trials(path: Path) -> None:
 
 
 SEARCH = ["tune", "c.yaml"]
+SMOKE = ["tune", "configs/digits_smoke.yaml"]
 CASES = [
     # (id, files {name: text or setup(path)}, argv, fragments that must all appear in the one line)
     ("malformed-yaml", {"c.yaml": "name: bad\ndata: [digits\n"}, SEARCH, ["c.yaml", "invalid YAML at line"]),
@@ -321,6 +322,37 @@ CASES = [
         {},
         ["tune", "configs/digits_smoke.yaml", "--frobnicate"],
         ["unrecognized arguments: --frobnicate"],
+    ),
+    ("chief-and-worker", {}, [*SMOKE, "--chief", "--worker"], ["--chief/--worker", "expected one of them"]),
+    ("worker-without-oracle", {}, [*SMOKE, "--worker"], ["--oracle", "expected the chief's HOST:PORT"]),
+    ("oracle-bad-address", {}, [*SMOKE, "--worker", "--oracle", "chief-host"], ["--oracle", "expected HOST:PORT"]),
+    ("oracle-port-out-of-range", {}, [*SMOKE, "--worker", "--oracle", "h:70000"], ["--oracle", "1-65535"]),
+    ("bind-without-chief", {}, [*SMOKE, "--bind", "127.0.0.1:8000"], ["--bind", "only used with --chief"]),
+    ("bind-bad-port", {}, [*SMOKE, "--chief", "--bind", "127.0.0.1:http"], ["--bind", "expected HOST:PORT"]),
+    (
+        "worker-id-with-slash",
+        {},
+        [*SMOKE, "--worker", "--oracle", "h:8000", "--worker-id", "../w"],
+        ["--worker-id", "letters, digits"],
+    ),
+    ("threads-zero", {}, [*SMOKE, "--threads", "0"], ["--threads", "expected a thread count"]),
+    (
+        "distribution-unknown-strategy",
+        {"c.yaml": _config(distribution={"strategy": "tpu"})},
+        SEARCH,
+        ["c.yaml", "distribution.strategy", "mirrored"],
+    ),
+    (
+        "distribution-devices-without-strategy",
+        {"c.yaml": _config(distribution={"devices": ["/gpu:0"]})},
+        SEARCH,
+        ["c.yaml", "distribution.devices", "only used with"],
+    ),
+    (
+        "distribution-timeout-zero",
+        {"c.yaml": _config(distribution={"worker_timeout": 0})},
+        SEARCH,
+        ["c.yaml", "distribution.worker_timeout", "seconds"],
     ),
     (
         "tensorboard-bad-port",

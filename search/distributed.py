@@ -1,0 +1,451 @@
+"""Distributed search on KerasTuner's chief/worker engine.
+
+KerasTuner's distributed mode: a chief process holds the oracle and serves it over gRPC;
+workers (`KERASTUNER_TUNER_ID`, `KERASTUNER_ORACLE_IP`, `KERASTUNER_ORACLE_PORT`) ask it
+for trials, run them, and report back; all share one results directory. ktsearch uses
+KerasTuner's oracle, servicer, protocol and client, and adds what a search needs to survive
+real clusters:
+
+* **Lost workers.** KerasTuner keeps a trial "ongoing" for its worker until that worker
+  reports, so a worker killed mid-trial stalls the search for good (Hyperband waits for
+  the trial's round; the chief never exits) unless the same worker ID comes back. Workers
+  here send a heartbeat; a worker silent for `distribution.worker_timeout` seconds loses
+  its trial, which goes back to the oracle's retry queue for the next worker that asks
+  (KerasTuner's own mechanism for trials interrupted by a chief restart).
+* **Fencing.** A worker that was only paused and reports later would end the same trial
+  twice; the chief remembers which worker holds each trial and drops reports from any other.
+* **Waiting without spinning.** KerasTuner's workers re-ask at once while Hyperband waits
+  for a round to finish (status IDLE), a busy loop against the chief; they back off here.
+* **A chief that ends.** The chief exits when the oracle has no more trials and every
+  worker has been told so, or has gone silent; it then writes the run's summary.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from search import runs
+from search.errors import UserError
+
+DEFAULT_PORT = 8000
+CHIEF_FILE = "chief.json"  # in the run directory: {"state": "serving" | "done", "address", "host", "pid"}
+ENV_ID, ENV_IP, ENV_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
+WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+METADATA_KEY = "ktsearch-worker"
+IDLE_WAIT = (0.2, 2.0)  # seconds a worker waits before asking again while Hyperband waits for a round
+
+
+@dataclass(frozen=True)
+class Role:
+    """What this process is in a search: 'single', 'chief' (serves `host:port`) or 'worker'."""
+
+    kind: str = "single"
+    host: str = ""
+    port: int = 0
+    worker_id: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_address(text: str, flag: str, allow_zero: bool = False) -> tuple[str, int]:
+    host, sep, port = str(text).rpartition(":")
+    host = host.strip("[]")
+    low = 0 if allow_zero else 1
+    if not sep or not host or not port.isdigit() or not low <= int(port) <= 65535:
+        raise UserError(flag, "", f"expected HOST:PORT with a port in {low}-65535, got {text!r}")
+    return host, int(port)
+
+
+def _worker_id(value: str, flag: str) -> str:
+    if not WORKER_ID.match(value) or value.startswith("chief"):
+        raise UserError(
+            flag, "", f"expected a worker ID of letters, digits, '.', '_' or '-' (not starting 'chief'), got {value!r}"
+        )
+    return value
+
+
+def resolve_role(
+    chief: bool = False,
+    bind: str | None = None,
+    worker: bool = False,
+    oracle: str | None = None,
+    worker_id: str | None = None,
+    environ: dict | None = None,
+) -> Role:
+    """The process's role from `tune`'s flags, else from KerasTuner's environment variables."""
+    env = os.environ if environ is None else environ
+    if chief and worker:
+        raise UserError("--chief/--worker", "", "expected one of them: a process is the chief or a worker")
+    if (bind is not None) and not chief:
+        raise UserError("--bind", "", "only used with --chief")
+    if (oracle is not None or worker_id is not None) and not worker:
+        flag = "--oracle" if oracle is not None else "--worker-id"
+        raise UserError(flag, "", "only used with --worker")
+    if chief:
+        host, port = parse_address(bind or f"127.0.0.1:{DEFAULT_PORT}", "--bind", allow_zero=True)
+        return Role("chief", host, port)
+    if worker:
+        if oracle is None and ENV_IP not in env:
+            raise UserError("--oracle", "", "expected the chief's HOST:PORT (or KERASTUNER_ORACLE_IP/_PORT)")
+        address = oracle if oracle is not None else f"{env[ENV_IP]}:{env.get(ENV_PORT, '')}"
+        host, port = parse_address(address, "--oracle" if oracle is not None else f"{ENV_IP}/{ENV_PORT}")
+        default_id = env.get(ENV_ID) or f"worker-{socket.gethostname()}-{os.getpid()}"
+        return Role("worker", host, port, _worker_id(worker_id or default_id, "--worker-id" if worker_id else ENV_ID))
+    if ENV_IP in env or ENV_ID in env:  # KerasTuner's own way of saying it
+        missing = [name for name in (ENV_ID, ENV_IP, ENV_PORT) if not env.get(name)]
+        if missing:
+            raise UserError(missing[0], "", f"expected {ENV_ID}, {ENV_IP} and {ENV_PORT} together")
+        host, port = parse_address(f"{env[ENV_IP]}:{env[ENV_PORT]}", f"{ENV_IP}/{ENV_PORT}")
+        if env[ENV_ID].startswith("chief"):
+            return Role("chief", host, port)
+        return Role("worker", host, port, _worker_id(env[ENV_ID], ENV_ID))
+    return Role()
+
+
+def set_environment(role: Role) -> None:
+    """KerasTuner reads the role from the environment: set it (or clear it) for this process."""
+    if role.kind == "single":
+        for name in (ENV_ID, ENV_IP, ENV_PORT):
+            os.environ.pop(name, None)
+        return
+    os.environ[ENV_ID] = "chief" if role.kind == "chief" else role.worker_id
+    os.environ[ENV_IP] = role.host
+    os.environ[ENV_PORT] = str(role.port)
+
+
+def exposure_warning(role: Role) -> str | None:
+    if role.kind == "chief" and role.host in ("0.0.0.0", "::", ""):
+        return (
+            f"the chief listens on every network interface ({role.address}): anyone who can reach this port "
+            "can read and steer the search (KerasTuner's protocol has no authentication); "
+            "bind a private address where you can"
+        )
+    return None
+
+
+# -- chief --------------------------------------------------------------------------------
+
+
+def _servicer_class():
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+    from keras_tuner.src.engine import trial as trial_module
+    from keras_tuner.src.engine.oracle import synchronized
+
+    @synchronized
+    def requeue(oracle, worker: str):
+        """Take a silent worker's trial back: KerasTuner's retry queue serves it to the next worker."""
+        trial = oracle.ongoing_trials.pop(worker, None)
+        oracle.tuner_ids.discard(worker)
+        if trial is not None:
+            trial.status = trial_module.TrialStatus.RUNNING
+            oracle._retry_queue.append(trial.trial_id)
+            oracle.save()
+        return trial
+
+    @synchronized
+    def finished(oracle) -> bool:
+        return not oracle.ongoing_trials and not oracle.tuner_ids
+
+    class ChiefServicer(oracle_chief.OracleServicer):
+        """KerasTuner's servicer, with worker heartbeats, fencing, and a log line per event.
+
+        Calls are served one at a time, and the reaper takes the same lock.
+        """
+
+        def __init__(self, oracle, log: Callable[[str], None], timeout: float):
+            super().__init__(oracle)
+            self.log = log
+            self.timeout = timeout
+            self.seen: dict[str, float] = {}
+            self.owner: dict[str, str] = {}  # trial id -> the worker that holds it
+            self.ran: dict[str, list[str]] = {}  # worker -> trials it completed
+            self.failure_limit: str | None = None
+            self.lock = threading.RLock()
+
+        def _worker(self, context) -> str:
+            worker = dict(context.invocation_metadata()).get(METADATA_KEY, "")
+            if worker:
+                self.seen[worker] = time.monotonic()
+            return worker
+
+        def GetSpace(self, request, context):  # also the workers' heartbeat
+            with self.lock:
+                self._worker(context)
+                return super().GetSpace(request, context)
+
+        def CreateTrial(self, request, context):
+            with self.lock:
+                self._worker(context)
+                if self.failure_limit:
+                    stopped = trial_module.Trial(self.oracle.get_space(), status=trial_module.TrialStatus.STOPPED)
+                    self.oracle.tuner_ids.discard(request.tuner_id)
+                    return protos.get_service().CreateTrialResponse(trial=stopped.to_proto())
+                response = super().CreateTrial(request, context)
+                trial_id = response.trial.trial_id
+                status = trial_module.TrialStatus.from_proto(response.trial.status)
+                if status == trial_module.TrialStatus.RUNNING and self.owner.get(trial_id) != request.tuner_id:
+                    self.owner[trial_id] = request.tuner_id
+                    self.log(f"trial {trial_id} -> {request.tuner_id}")
+                return response
+
+        def GetTrial(self, request, context):
+            with self.lock:
+                worker = self._worker(context)
+                response = super().GetTrial(request, context)
+                holder = self.owner.get(request.trial_id)
+                taken = (holder is not None and holder != worker) or request.trial_id in self.oracle._retry_queue
+                if worker and taken:  # asked by a worker that lost this trial
+                    response.trial.status = trial_module.TrialStatus.to_proto(trial_module.TrialStatus.STOPPED)
+                return response
+
+        def _stale(self, trial_id: str, context) -> str | None:
+            worker = self._worker(context)
+            holder = self.owner.get(trial_id)
+            return worker if worker and holder != worker else None
+
+        def UpdateTrial(self, request, context):
+            with self.lock:
+                if self._stale(request.trial_id, context):
+                    trial = self.oracle.get_trial(request.trial_id).to_proto()
+                    trial.status = trial_module.TrialStatus.to_proto(trial_module.TrialStatus.STOPPED)  # dropped
+                    return protos.get_service().UpdateTrialResponse(trial=trial)
+                return super().UpdateTrial(request, context)
+
+        def EndTrial(self, request, context):
+            with self.lock:
+                trial_id = request.trial.trial_id
+                stale = self._stale(trial_id, context)
+                if stale:
+                    self.log(f"trial {trial_id}: dropped the late report of {stale} (the trial was handed on)")
+                    return protos.get_service().EndTrialResponse()
+                worker = self.owner.pop(trial_id, "?")
+                try:
+                    super().EndTrial(request, context)
+                except RuntimeError as e:  # KerasTuner's consecutive-failure limit, raised inside end_trial
+                    if "consecutive failures" not in str(e):
+                        raise
+                    self.failure_limit = str(e).splitlines()[0]
+                    self._save_limit_trial(trial_id, worker)
+                final = self.oracle.get_trial(trial_id)
+                if final.status == trial_module.TrialStatus.COMPLETED:
+                    self.ran.setdefault(worker, []).append(trial_id)
+                score = f" {self.oracle.objective.name} {final.score:.4f}" if final.score is not None else ""
+                self.log(f"trial {trial_id} {final.status.lower()} on {worker}{score}")
+                return protos.get_service().EndTrialResponse()
+
+        def _save_limit_trial(self, trial_id: str, worker: str) -> None:
+            # KerasTuner raises before it saves the trial that hit the limit or frees its worker.
+            final = self.oracle.get_trial(trial_id)
+            final.save(os.path.join(self.oracle._project_dir, f"trial_{trial_id}", "trial.json"))
+            self.oracle.ongoing_trials.pop(worker, None)
+            self.oracle.save()
+
+        def reap(self) -> None:
+            """Requeue the trials of workers silent for longer than the timeout; forget idle silent ones."""
+            with self.lock:
+                now = time.monotonic()
+                for worker in [w for w, t in self.seen.items() if now - t > self.timeout]:
+                    del self.seen[worker]
+                    trial = requeue(self.oracle, worker)
+                    if trial is not None:
+                        self.owner.pop(trial.trial_id, None)
+                        self.log(
+                            f"worker {worker} silent for {self.timeout:g} s: "
+                            f"trial {trial.trial_id} goes back to the queue"
+                        )
+
+        def done(self) -> bool:
+            with self.lock:
+                return (self.stop_triggered or self.failure_limit is not None) and finished(self.oracle)
+
+    return ChiefServicer
+
+
+def serve(tuner, role: Role, log: Callable[[str], None], timeout: float, start_workers_hint: str) -> dict:
+    """Serve the tuner's oracle until the search is over; returns {worker: [completed trial ids]}."""
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+
+    tuner.save()
+    marker = Path(tuner.project_dir).parent / CHIEF_FILE
+    servicer = _servicer_class()(tuner.oracle, log, timeout)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))  # calls serialise on the servicer's lock
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    try:
+        port = server.add_insecure_port(role.address)
+    except RuntimeError as e:
+        port, error = 0, str(e)
+    else:
+        error = "address in use or not available"
+    if not port:
+        raise UserError("--bind", "", f"cannot listen on {role.address} ({error})")
+    server.start()
+    state = {"state": "serving", "address": f"{role.host}:{port}", "host": socket.gethostname(), "pid": os.getpid()}
+    runs.write_json(marker, state)
+    log(f"chief: serving the oracle on {role.host}:{port}; start workers with:")
+    log(f"  {start_workers_hint.replace('{ADDRESS}', f'{role.host}:{port}')}")
+    try:
+        while not servicer.done():
+            time.sleep(0.5)
+            servicer.reap()
+        runs.write_json(marker, {**state, "state": "done"})  # workers that come back later stop instead of waiting
+    finally:
+        server.stop(grace=2).wait()
+    if servicer.failure_limit:
+        raise RuntimeError(f"consecutive failures: {servicer.failure_limit}")
+    return servicer.ran
+
+
+# -- worker -------------------------------------------------------------------------------
+
+CONNECT_WAIT = 600  # seconds a worker waits for its chief to come up, or to come back
+ATTEMPT = 10  # seconds per attempt of a call to the chief
+
+
+def chief_done(run_dir: Path) -> bool:
+    state = runs.read_json(Path(run_dir) / CHIEF_FILE) or {}
+    return state.get("state") == "done"
+
+
+def _search_over_error():
+    from keras_tuner.src import errors
+
+    class SearchOver(errors.FatalError):
+        """The chief is gone: it ended the search (`done`), or has not come back within CONNECT_WAIT."""
+
+        def __init__(self, message: str, done: bool):
+            super().__init__(message)
+            self.done = done
+
+    return SearchOver
+
+
+class _PatientStub:
+    """The oracle stub, each call made in short attempts: a worker whose chief is gone learns whether
+    the search is over (chief.json says so) or waits up to CONNECT_WAIT for the chief to come back."""
+
+    def __init__(self, stub, run_dir: Path):
+        self._stub = stub
+        self._run_dir = run_dir
+
+    def __getattr__(self, name):
+        import grpc
+
+        method = getattr(self._stub, name)
+
+        def call(request, **_):
+            deadline = time.monotonic() + CONNECT_WAIT
+            while True:
+                try:
+                    return method(request, wait_for_ready=True, timeout=ATTEMPT)
+                except grpc.RpcError as e:
+                    if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                        raise
+                    if chief_done(self._run_dir):
+                        raise _search_over_error()("the chief has ended the search", done=True) from None
+                    if time.monotonic() > deadline:
+                        message = f"the chief has not answered for {CONNECT_WAIT} s"
+                        raise _search_over_error()(message, done=False) from None
+
+        return call
+
+
+def wait_for_chief(role: Role, worker_timeout: float, log: Callable[[str], None]) -> None:
+    """Block until the chief answers (it may start after its workers); SearchStopped after CONNECT_WAIT."""
+    import grpc
+
+    from search.errors import SearchStopped
+
+    channel = grpc.insecure_channel(role.address)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=1)
+    except grpc.FutureTimeoutError:
+        log(f"worker {role.worker_id}: waiting for the chief at {role.address} (up to {CONNECT_WAIT} s)")
+        try:
+            grpc.channel_ready_future(channel).result(timeout=CONNECT_WAIT)
+        except grpc.FutureTimeoutError:
+            raise SearchStopped(f"no chief answered at {role.address} within {CONNECT_WAIT} s") from None
+    finally:
+        channel.close()
+
+
+def worker_client(oracle, role: Role, heartbeat: float, log: Callable[[str], None], run_dir: Path):
+    """KerasTuner's OracleClient for this worker: named calls, a heartbeat, backing off while IDLE."""
+    import collections
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_client
+    from keras_tuner.src.engine import trial as trial_module
+
+    fields = ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+
+    class CallDetails(collections.namedtuple("CallDetails", fields), grpc.ClientCallDetails):
+        pass
+
+    class NameThisWorker(grpc.UnaryUnaryClientInterceptor):
+        def intercept_unary_unary(self, continuation, details, request):
+            metadata = [*(details.metadata or []), (METADATA_KEY, role.worker_id)]
+            values = [getattr(details, name, None) for name in fields]
+            return continuation(CallDetails(*values[:2], metadata, *values[3:]), request)
+
+    class WorkerClient(oracle_client.OracleClient):
+        def __init__(self):
+            super().__init__(oracle)
+            channel = grpc.intercept_channel(grpc.insecure_channel(role.address), NameThisWorker())
+            self._raw = protos.get_service_grpc().OracleStub(channel)
+            self.stub = _PatientStub(self._raw, run_dir)
+            self.tuner_id = role.worker_id
+            self._idle = IDLE_WAIT[0]
+            self.dropped: set[str] = set()  # trials handed to another worker while this one was silent
+            self._stop = threading.Event()
+            threading.Thread(target=self._beat, name="ktsearch-heartbeat", daemon=True).start()
+
+        def _beat(self):
+            while not self._stop.wait(heartbeat):
+                try:
+                    self._raw.GetSpace(protos.get_service().GetSpaceRequest(), timeout=max(heartbeat, 5.0))
+                except grpc.RpcError:
+                    pass  # the chief is restarting or gone; the next real call waits for it
+
+        def create_trial(self, tuner_id):
+            trial = super().create_trial(tuner_id)
+            if trial.status == trial_module.TrialStatus.IDLE:
+                time.sleep(self._idle)  # Hyperband waits for a round to finish on other workers
+                self._idle = min(self._idle * 2, IDLE_WAIT[1])
+            else:
+                self._idle = IDLE_WAIT[0]
+            if trial.status == trial_module.TrialStatus.STOPPED:
+                self._stop.set()
+            return trial
+
+        def holds(self, trial_id: str) -> bool:
+            """Whether the chief still counts this worker as the trial's runner (asked before writing its files)."""
+            request = protos.get_service().GetTrialRequest(trial_id=trial_id)
+            try:
+                status = trial_module.TrialStatus.from_proto(self._raw.GetTrial(request, timeout=ATTEMPT).trial.status)
+            except grpc.RpcError:
+                return True  # cannot tell; the chief drops a late report anyway
+            if status != trial_module.TrialStatus.RUNNING:
+                self.dropped.add(trial_id)
+            return status == trial_module.TrialStatus.RUNNING
+
+        def update_trial(self, trial_id, metrics, step=0):
+            trial = super().update_trial(trial_id, metrics, step=step)
+            if trial.status == trial_module.TrialStatus.STOPPED:
+                self.dropped.add(trial_id)
+            return trial
+
+    return WorkerClient()
