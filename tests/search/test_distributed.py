@@ -3,6 +3,7 @@ lost and paused workers, and MirroredStrategy per trial. Real processes, real si
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,6 +161,23 @@ def test_a_worker_killed_mid_trial_loses_only_its_attempt(workdir):
     completed = _completed_by(workers["w1"]) + _completed_by(workers["w2"])
     assert lost in _completed_by(workers["w2"]) and lost not in _completed_by(workers["w1"])
     assert len(completed) == len(set(completed)) and set(completed) == {t["trial_id"] for t in summary["trials"]}
+
+
+@pytest.mark.slow
+def test_a_killed_worker_restarted_with_its_id_takes_its_trial_back(workdir):
+    config = _config(workdir, worker_timeout=600)  # longer than the test: no handing on
+    chief, workers = _start(workdir, config, ["w1"])
+    held = chief.wait_for("-> w1").split()[1]
+    workers["w1"].p.send_signal(signal.SIGKILL)
+    workers["w1"].finish()
+    address = re.search(r"serving the oracle on (\S+);", chief.wait_for("serving the oracle on")).group(1)
+    again = Proc(workdir, "tune", config, "--worker", "--oracle", address, "--worker-id", "w1", "--threads", "1")
+    assert chief.finish() == 0, chief.text()
+    assert again.finish() == 0, again.text()
+    assert held == _completed_by(again)[0]  # KerasTuner gives a returning worker its ongoing trial first
+    assert "silent" not in chief.text()
+    summary = json.loads((workdir / "results" / "digits-smoke" / "summary.json").read_text())
+    assert sorted(_completed_by(again)) == sorted(t["trial_id"] for t in summary["trials"])
 
 
 @pytest.mark.slow
