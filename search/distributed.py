@@ -39,6 +39,7 @@ CHIEF_FILE = "chief.json"  # in the run directory: {"state": "serving" | "done",
 ENV_ID, ENV_IP, ENV_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
 WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 METADATA_KEY = "ktsearch-worker"
+MESSAGE_KEY = "ktsearch-message-bin"  # a failed trial's reason, which KerasTuner's Trial proto does not carry
 IDLE_WAIT = (0.2, 2.0)  # seconds a worker waits before asking again while Hyperband waits for a round
 
 
@@ -132,14 +133,44 @@ def exposure_warning(role: Role) -> str | None:
     return None
 
 
+# -- both ---------------------------------------------------------------------------------
+
+
+def _quiet_conditions() -> None:
+    """KerasTuner 1.4's `conditions.Parent.to_proto` prints its first value on every call (a debug
+    print left in): every trial sent between chief and workers would print a line per condition.
+    The same conversion, without the print."""
+    from keras_tuner.src import protos
+    from keras_tuner.src.engine import conditions
+
+    def to_proto(self):
+        first = self.values[0]
+        field = (
+            "string_value"
+            if isinstance(first, str)
+            else "boolean_value"
+            if isinstance(first, bool)
+            else "int_value"
+            if isinstance(first, int)
+            else "float_value"
+        )
+        values = [protos.get_proto().Value(**{field: v}) for v in self.values]
+        return protos.get_proto().Condition(parent=protos.get_proto().Condition.Parent(name=self.name, values=values))
+
+    conditions.Parent.to_proto = to_proto
+
+
 # -- chief --------------------------------------------------------------------------------
 
 
 def _servicer_class():
     from keras_tuner.src import protos
     from keras_tuner.src.distribute import oracle_chief
+    from keras_tuner.src.engine import oracle as oracle_module
     from keras_tuner.src.engine import trial as trial_module
     from keras_tuner.src.engine.oracle import synchronized
+
+    _quiet_conditions()
 
     @synchronized
     def requeue(oracle, worker: str):
@@ -151,6 +182,13 @@ def _servicer_class():
             oracle._retry_queue.append(trial.trial_id)
             oracle.save()
         return trial
+
+    def _release(oracle) -> None:
+        # KerasTuner's `synchronized` releases the oracle's lock only when the call returns; an error
+        # raised inside (the consecutive-failure limit) leaves it held, and the chief would hang.
+        if oracle_module.THREADS[oracle] == threading.current_thread().name:
+            oracle_module.THREADS[oracle] = None
+            oracle_module.LOCKS[oracle].release()
 
     @synchronized
     def finished(oracle) -> bool:
@@ -229,11 +267,15 @@ def _servicer_class():
                     self.log(f"trial {trial_id}: dropped the late report of {stale} (the trial was handed on)")
                     return protos.get_service().EndTrialResponse()
                 worker = self.owner.pop(trial_id, "?")
+                trial = trial_module.Trial.from_proto(request.trial)
+                message = dict(context.invocation_metadata()).get(MESSAGE_KEY)
+                trial.message = message.decode("utf-8", "replace") if message else None  # not in KerasTuner's proto
                 try:
-                    super().EndTrial(request, context)
+                    self.oracle.end_trial(trial)
                 except RuntimeError as e:  # KerasTuner's consecutive-failure limit, raised inside end_trial
                     if "consecutive failures" not in str(e):
                         raise
+                    _release(self.oracle)
                     self.failure_limit = str(e).splitlines()[0]
                     self._save_limit_trial(trial_id, worker)
                 final = self.oracle.get_trial(trial_id)
@@ -279,6 +321,7 @@ def serve(tuner, role: Role, log: Callable[[str], None], timeout: float, start_w
     from keras_tuner.src import protos
 
     tuner.save()
+    tuner.oracle.verbose = 0  # KerasTuner's per-trial tables; the chief logs a line per event instead
     marker = Path(tuner.project_dir).parent / CHIEF_FILE
     servicer = _servicer_class()(tuner.oracle, log, timeout)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))  # calls serialise on the servicer's lock
@@ -345,11 +388,11 @@ class _PatientStub:
 
         method = getattr(self._stub, name)
 
-        def call(request, **_):
+        def call(request, metadata=None, **_):
             deadline = time.monotonic() + CONNECT_WAIT
             while True:
                 try:
-                    return method(request, wait_for_ready=True, timeout=ATTEMPT)
+                    return method(request, wait_for_ready=True, timeout=ATTEMPT, metadata=metadata)
                 except grpc.RpcError as e:
                     if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                         raise
@@ -390,6 +433,7 @@ def worker_client(oracle, role: Role, heartbeat: float, log: Callable[[str], Non
     from keras_tuner.src.distribute import oracle_client
     from keras_tuner.src.engine import trial as trial_module
 
+    _quiet_conditions()
     fields = ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
 
     class CallDetails(collections.namedtuple("CallDetails", fields), grpc.ClientCallDetails):
@@ -430,6 +474,10 @@ def worker_client(oracle, role: Role, heartbeat: float, log: Callable[[str], Non
             if trial.status == trial_module.TrialStatus.STOPPED:
                 self._stop.set()
             return trial
+
+        def end_trial(self, trial):
+            metadata = [(MESSAGE_KEY, trial.message.encode("utf-8"))] if trial.message else None
+            self.stub.EndTrial(protos.get_service().EndTrialRequest(trial=trial.to_proto()), metadata=metadata)
 
         def holds(self, trial_id: str) -> bool:
             """Whether the chief still counts this worker as the trial's runner (asked before writing its files)."""

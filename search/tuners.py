@@ -346,6 +346,7 @@ class RecordingTuner:
             )
             return
         final = self.oracle.get_trial(trial.trial_id)
+        final.message = final.message or trial.message  # a distributed chief's copy comes without it
         reason = failure_reason(final)
         if self.tensorboard_root is not None:
             self._session_end(final, reason)

@@ -219,6 +219,24 @@ def test_a_worker_back_after_the_search_ended_stops_instead_of_waiting(workdir):
 
 
 @pytest.mark.slow
+def test_the_consecutive_failure_limit_stops_chief_and_workers(workdir):
+    raw = yaml.safe_load((workdir / "configs" / "digits_smoke.yaml").read_text())
+    raw["hypermodel"]["name"] = "tests.fixtures:PoisonedCNN"
+    raw["search_space"]["model"]["poison"] = True  # every trial diverges
+    raw["tuner"]["max_consecutive_failed_trials"] = 2
+    (workdir / "configs" / "poison.yaml").write_text(yaml.safe_dump(raw))
+    chief, workers = _start(workdir, "configs/poison.yaml", ["w1", "w2"])
+    assert chief.finish() == 1, chief.text()
+    assert "search stopped: 2 trials in a row failed" in chief.text()
+    for proc in workers.values():
+        assert proc.finish() == 0, proc.text()
+    summary = json.loads((workdir / "results" / "digits-smoke" / "summary.json").read_text())
+    failed = [t for t in summary["trials"] if t["status"] == "FAILED"]
+    assert len(failed) >= 2 and all("diverged" in t["message"] for t in failed)
+    assert all(t["status"] != "RUNNING" for t in summary["trials"])  # saved as they ended, none left hanging
+
+
+@pytest.mark.slow
 def test_mirrored_strategy_trains_each_trial_on_two_logical_devices(workdir, tmp_path):
     probe = tmp_path / "probe.jsonl"
     script = """
