@@ -22,6 +22,7 @@ real clusters:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -362,7 +363,9 @@ def chief_done(run_dir: Path) -> bool:
     return state.get("state") == "done"
 
 
-def _search_over_error():
+@functools.cache
+def search_over_error() -> type:
+    """The exception a worker's calls raise when its chief is gone (one class, made on first use)."""
     from keras_tuner.src import errors
 
     class SearchOver(errors.FatalError):
@@ -397,15 +400,15 @@ class _PatientStub:
                     if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                         raise
                     if chief_done(self._run_dir):
-                        raise _search_over_error()("the chief has ended the search", done=True) from None
+                        raise search_over_error()("the chief has ended the search", done=True) from None
                     if time.monotonic() > deadline:
                         message = f"the chief has not answered for {CONNECT_WAIT} s"
-                        raise _search_over_error()(message, done=False) from None
+                        raise search_over_error()(message, done=False) from None
 
         return call
 
 
-def wait_for_chief(role: Role, worker_timeout: float, log: Callable[[str], None]) -> None:
+def wait_for_chief(role: Role, log: Callable[[str], None]) -> None:
     """Block until the chief answers (it may start after its workers); SearchStopped after CONNECT_WAIT."""
     import grpc
 

@@ -462,10 +462,23 @@ def strategy(config, log=print):
         return None
     import tensorflow as tf
 
-    try:
-        mirrored = tf.distribute.MirroredStrategy(devices=d["devices"])
-    except (ValueError, RuntimeError) as e:
-        raise UserError(config.source, "distribution.devices", f"cannot use {d['devices']!r} ({e})") from None
+    def key(name: str) -> tuple[str, int]:
+        spec = tf.DeviceSpec.from_string(name)
+        return (spec.device_type or "").upper(), spec.device_index or 0
+
+    available = {key(device.name): device.name for device in tf.config.list_logical_devices()}
+    for name in d["devices"] or []:
+        try:
+            known = key(name) in available
+        except ValueError:
+            known = False
+        if not known:
+            raise UserError(
+                config.source,
+                "distribution.devices",
+                f"expected devices of this machine ({', '.join(sorted(available.values()))}), got {name!r}",
+            )
+    mirrored = tf.distribute.MirroredStrategy(devices=d["devices"])
     devices = ", ".join(mirrored.extended.worker_devices)
     log(
         f"each trial trains on {mirrored.num_replicas_in_sync} replica(s) (MirroredStrategy over {devices}), "
@@ -474,7 +487,7 @@ def strategy(config, log=print):
     return mirrored
 
 
-def build_tuner(config, hypermodel, log=print, samples=None, role=None):
+def build_tuner(config, hypermodel, log=print, samples=None, role=None, distribution_strategy=None):
     """The configured tuner over `hypermodel`, reloading an existing project in the run dir."""
     t = config.section("tuner")
     common = dict(
@@ -493,7 +506,7 @@ def build_tuner(config, hypermodel, log=print, samples=None, role=None):
         reuse_models=t["reuse_models"],
         role=role,
         worker_timeout=config.section("distribution")["worker_timeout"],
-        distribution_strategy=None if role is not None and role.kind == "chief" else strategy(config, log),
+        distribution_strategy=distribution_strategy,
     )
     if t["algorithm"] == "hyperband":
         return HyperbandTuner(

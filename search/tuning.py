@@ -138,7 +138,7 @@ def tune(
     if distributed.exposure_warning(role):
         log(f"warning: {distributed.exposure_warning(role)}")
 
-    splits = _load_data(cfg, role, threads)  # bad data fails before disk is touched
+    splits, strategy = _load_data(cfg, role, threads, log)  # bad data and devices fail before disk is touched
     with run_lock(cfg.run_dir):
         mode = check_run_dir(cfg, overwrite)  # again, now that no other tune can change the run
         prepare_run_dir(cfg, mode)
@@ -147,13 +147,14 @@ def tune(
             f"{'resuming' if mode == 'resume' else 'starting'} run {cfg.run_dir} "
             f"({sizes['train']} train / {sizes['validation']} validation images, {splits.num_classes} classes)"
         )
-        _search(cfg, splits, mode, log, role, config)
+        _search(cfg, splits, strategy, mode, log, role, config)
     summary = summarize(cfg)
     log(final_report(cfg, summary))
     return summary
 
 
-def _load_data(cfg: Config, role: Role, threads: int | None):
+def _load_data(cfg: Config, role: Role, threads: int | None, log: Callable[[str], None]):
+    """TensorFlow (threads set), the data splits and the configured distribution strategy (None: one device)."""
     from search.runtime import import_tensorflow
 
     distributed.set_environment(role)  # KerasTuner reads its role from the environment
@@ -164,14 +165,15 @@ def _load_data(cfg: Config, role: Role, threads: int | None):
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         except RuntimeError:  # TensorFlow already ran something in this process (the Python API, twice)
             raise UserError("--threads", "", "TensorFlow is already running in this process; set it once") from None
-    from search import data
+    from search import data, tuners
 
-    return data.load_splits(cfg.section("data"), cfg.resolved["seed"])
+    splits = data.load_splits(cfg.section("data"), cfg.resolved["seed"])
+    return splits, None if role.kind == "chief" else tuners.strategy(cfg, log)  # the chief trains nothing
 
 
 def _work(cfg: Config, role: Role, log: Callable[[str], None], threads: int | None, source) -> dict:
     """A worker: wait for the chief, check that both run the same search, run trials until told to stop."""
-    distributed.wait_for_chief(role, cfg.section("distribution")["worker_timeout"], log)
+    distributed.wait_for_chief(role, log)
     saved_file = cfg.run_dir / runs.CONFIG_FILE
     if not saved_file.is_file():
         raise UserError(
@@ -185,13 +187,11 @@ def _work(cfg: Config, role: Role, log: Callable[[str], None], threads: int | No
     if diff:
         key, old, new = diff
         raise UserError(str(cfg.source), key, f"the chief's run has {old!r}, this worker's config gives {new!r}")
-    splits = _load_data(cfg, role, threads)
+    splits, strategy = _load_data(cfg, role, threads, log)
     log(f"worker {role.worker_id}: running trials of {cfg.run_dir} for the chief at {role.address}")
     try:
-        tuner = _search(cfg, splits, "resume", log, role, source)
-    except Exception as e:  # the chief is gone: the search ended while this worker was away, or it crashed
-        if type(e).__name__ != "SearchOver":
-            raise
+        tuner = _search(cfg, splits, strategy, "resume", log, role, source)
+    except distributed.search_over_error() as e:  # the chief is gone: the search ended while away, or it crashed
         if not e.done:
             raise SearchStopped(f"worker {role.worker_id}: {e} at {role.address}") from None
         log(f"worker {role.worker_id}: stopping: {e} (while this worker could not reach it)")
@@ -203,7 +203,7 @@ def _work(cfg: Config, role: Role, log: Callable[[str], None], threads: int | No
     return {"worker": role.worker_id, "completed": tuner.completed}
 
 
-def _search(cfg: Config, splits, mode: str, log: Callable[[str], None], role: Role, source):
+def _search(cfg: Config, splits, strategy, mode: str, log: Callable[[str], None], role: Role, source):
     import keras
 
     from search import data, tensorboard, tuners
@@ -216,7 +216,7 @@ def _search(cfg: Config, splits, mode: str, log: Callable[[str], None], role: Ro
         objective = cfg.section("tuner")["objective"]
         tb_root = cfg.run_dir / runs.TENSORBOARD_DIR
         tensorboard.write_experiment(tb_root, cfg.space, objective, hypermodel.logged_metrics, samples)
-    tuner = tuners.build_tuner(cfg, hypermodel, log=log, samples=samples, role=role)
+    tuner = tuners.build_tuner(cfg, hypermodel, log=log, samples=samples, role=role, distribution_strategy=strategy)
     try:
         if role.kind == "chief":
             hint = _worker_command(cfg, source)

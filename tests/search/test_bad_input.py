@@ -349,6 +349,12 @@ CASES = [
         ["c.yaml", "distribution.devices", "only used with"],
     ),
     (
+        "distribution-device-not-here",
+        {"c.yaml": _config(distribution={"strategy": "mirrored", "devices": ["/gpu:7"]})},
+        SEARCH,
+        ["c.yaml", "distribution.devices", "expected devices of this machine", "/gpu:7"],
+    ),
+    (
         "distribution-timeout-zero",
         {"c.yaml": _config(distribution={"worker_timeout": 0})},
         SEARCH,
