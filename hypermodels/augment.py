@@ -20,7 +20,7 @@ import math
 import keras
 from keras import ops
 
-RANGES = ("rotation_range", "width_shift_range", "height_shift_range", "shear_range", "zoom_range")
+from hypermodels.spaces import AUGMENTATION_RANGES as RANGES
 
 
 @keras.saving.register_keras_serializable(package="ktsearch")

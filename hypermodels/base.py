@@ -13,17 +13,11 @@ from hypermodels.optimizers import FusedAdam, FusedSGD
 from hypermodels.registry import DEFAULT_METRICS
 from hypermodels.schedules import LRSchedule
 from hypermodels.space import Spec
-from hypermodels.spaces import SearchSpace
+from hypermodels.spaces import RUNTIME_DIMS, RUNTIME_SECTIONS, SearchSpace
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 BACKBONE = "backbone"
 BOOKKEEPING = "tuner/"  # KerasTuner's own values (Hyperband's epochs, bracket, round, parent trial)
-
-# Values a built model reads while it runs instead of baking them into its graph: RandomAffine
-# keeps its ranges in variables; the schedule is a callback that sets the optimizer's
-# learning-rate variable (the initial rate is that variable's starting value).
-RUNTIME_DIMS = frozenset(f"augmentation.{name}" for name in augment.RANGES)
-RUNTIME_SECTIONS = ("schedule.",)
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:

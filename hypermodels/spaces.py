@@ -28,6 +28,15 @@ SCHEDULE_KINDS = ("constant", "step", "exponential", "cosine")
 ACTIVATIONS = ("relu", "elu", "gelu", "swish")
 
 # ImageDataGenerator's names and units, so legacy settings carry over unchanged.
+# RandomAffine's strengths, which it reads from variables at run time (not baked into the graph).
+AUGMENTATION_RANGES = ("rotation_range", "width_shift_range", "height_shift_range", "shear_range", "zoom_range")
+
+# Values a built model reads while it runs instead of baking them into its graph: RandomAffine
+# keeps its ranges in variables; the schedule is a callback that sets the optimizer's
+# learning-rate variable (the initial rate is that variable's starting value).
+RUNTIME_DIMS = frozenset(f"augmentation.{name}" for name in AUGMENTATION_RANGES)
+RUNTIME_SECTIONS = ("schedule.",)
+
 AUGMENTATION = {
     "rotation_range": Spec("float", 0.0, low=0, high=180, off=0.0, doc="degrees; angle drawn from [-r, r]"),
     "width_shift_range": Spec("float", 0.0, low=0, high=1, off=0.0, doc="fraction of width; shift drawn from [-w, w]"),

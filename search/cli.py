@@ -53,6 +53,36 @@ class Validate:
         return 0
 
 
+class Plan:
+    name = "plan"
+    help = "print what a search will run (brackets, rounds, trials, epochs) and estimate its wall time"
+
+    @staticmethod
+    def add_arguments(p):
+        Validate.add_arguments(p)
+        p.add_argument(
+            "--no-calibrate",
+            action="store_true",
+            help="skip the one-epoch calibration run (no wall-time estimate; answers without TensorFlow)",
+        )
+
+    @staticmethod
+    def run(args) -> int:
+        from search.config import load_config
+        from search.plan import calibrate, describe, make_plan
+
+        cfg = load_config(args.config, args.overrides)
+        plan = make_plan(cfg)
+        calibration = None
+        if not args.no_calibrate:
+            from search.runtime import import_tensorflow
+
+            import_tensorflow()
+            calibration = calibrate(cfg)
+        print(describe(cfg, plan, calibration))
+        return 0
+
+
 class Tune:
     name = "tune"
     help = "run (or resume) a search into results/<name>/"
@@ -190,7 +220,7 @@ class TensorBoard:
             return 0
 
 
-COMMANDS = (Validate, Tune, Export, Train, TensorBoard)
+COMMANDS = (Validate, Plan, Tune, Export, Train, TensorBoard)
 
 
 def describe(cfg) -> str:

@@ -13,7 +13,8 @@ def test_help_is_fast_and_never_imports_tensorflow(workdir):
     code = (
         "import sys, contextlib, io\n"
         "from search.cli import main\n"
-        "for argv in (['--help'], ['tune', '--help'], ['validate', 'configs/mnist5k.yaml']):\n"
+        "for argv in (['--help'], ['tune', '--help'], ['validate', 'configs/mnist5k.yaml'],\n"
+        "             ['plan', 'configs/mnist5k.yaml', '--no-calibrate']):\n"
         "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
         "        main(argv)\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'heavy import'\n"
@@ -24,7 +25,7 @@ def test_help_is_fast_and_never_imports_tensorflow(workdir):
     assert time.perf_counter() - start < 3  # TensorFlow alone takes ~3 s to import
 
 
-@pytest.mark.parametrize("command", ["validate", "tune", "export", "train"])
+@pytest.mark.parametrize("command", ["validate", "plan", "tune", "export", "train"])
 def test_every_command_has_help(workdir, command):
     proc = run_cli(command, "--help", cwd=workdir)
     assert proc.returncode == 0 and "usage: ktsearch " + command in proc.stdout
