@@ -96,6 +96,8 @@ class Tune:
             "--overwrite", action="store_true", help="delete an existing run of this name that has a different config"
         )
         p.add_argument("--threads", type=int, metavar="N", help="TensorFlow threads (intra- and inter-op pools)")
+        p.add_argument("--quiet", action="store_true", help="no per-trial lines: the start and the final report only")
+        p.add_argument("--verbose", action="store_true", help="Keras's per-epoch lines inside each trial too")
         d = p.add_argument_group(
             "distributed search (KerasTuner's chief/worker mode; or its KERASTUNER_* environment variables)"
         )
@@ -124,6 +126,9 @@ class Tune:
             log=lambda line: print(line, flush=True),  # progress must reach pipes and `tee` as it happens
             role=role,
             threads=args.threads,
+            quiet=args.quiet,
+            progress_bar=sys.stdout.isatty(),
+            keras_verbose=2 if args.verbose else 0,
         )
         return 0
 

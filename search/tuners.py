@@ -148,9 +148,12 @@ class RecordingTuner:
         reuse_models: int = 0,
         role=None,
         worker_timeout: float = 60.0,
+        progress=None,
         **kwargs,
     ):
         self.run_seed = run_seed
+        self.progress = progress  # search.progress.Progress: trial n of N, best, ETA (None: plain lines)
+        self._granted: int | None = None  # epochs of the plan spent by ended trials
         self.keep_checkpoints = keep_checkpoints
         self.pool = ModelPool(reuse_models) if reuse_models else None
         self._in_trial = False  # the pool serves trials only, not load_model / get_best_models
@@ -353,7 +356,20 @@ class RecordingTuner:
         self._records.pop(trial.trial_id, None)
         if final.status == "COMPLETED":
             self.completed.append(trial.trial_id)
-        self.log(self._trial_line(final, reason))
+        line = self._trial_line(final, reason)
+        if self.progress is None:
+            self.log(line)
+            return
+        record = self._chain_record(trial.trial_id) or {}
+        if self._granted is None:  # a resumed search: what earlier sessions spent
+            ended = [t for t in self.oracle.trials.values() if t.status not in ("RUNNING", "IDLE")]
+            self._granted = sum((self._chain_record(t.trial_id) or {}).get("epochs_granted", 0) for t in ended)
+        else:
+            self._granted += record.get("epochs_granted", 0)
+        ended = sum(t.status not in ("RUNNING", "IDLE") for t in self.oracle.trials.values())
+        best = self.oracle.get_best_trials(1)
+        best_text = f"{best[0].score:.4f} ({best[0].trial_id})" if best and best[0].score is not None else "none yet"
+        self.progress.trial(line, ended, self._granted, record.get("epochs_granted", 0), best_text)
 
     def _trial_line(self, trial, reason: str | None) -> str:
         record = self._chain_record(trial.trial_id) or {}
@@ -487,7 +503,7 @@ def strategy(config, log=print):
     return mirrored
 
 
-def build_tuner(config, hypermodel, log=print, samples=None, role=None, distribution_strategy=None):
+def build_tuner(config, hypermodel, log=print, samples=None, role=None, distribution_strategy=None, progress=None):
     """The configured tuner over `hypermodel`, reloading an existing project in the run dir."""
     t = config.section("tuner")
     common = dict(
@@ -504,6 +520,7 @@ def build_tuner(config, hypermodel, log=print, samples=None, role=None, distribu
         samples=samples,
         keep_checkpoints=t["keep_checkpoints"],
         reuse_models=t["reuse_models"],
+        progress=progress,
         role=role,
         worker_timeout=config.section("distribution")["worker_timeout"],
         distribution_strategy=distribution_strategy,

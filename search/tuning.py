@@ -106,6 +106,9 @@ def tune(
     log: Callable[[str], None] = print,
     role: Role | None = None,
     threads: int | None = None,
+    quiet: bool = False,
+    progress_bar: bool = False,
+    keras_verbose: int = 0,
 ) -> dict:
     """Run (or resume) a search; returns the summary (also written to summary.json).
 
@@ -120,6 +123,9 @@ def tune(
             search (serves the oracle; writes the summary when the search is over) or a worker
             (runs trials; returns ``{"worker": ID, "completed": [trial ids]}``).
         threads: TensorFlow's intra- and inter-op thread pools (default: TensorFlow's choice).
+        quiet: no per-trial lines (the start and the final report still go to `log`).
+        progress_bar: also keep a status bar on the terminal's last line (`ktsearch tune` on a TTY).
+        keras_verbose: Keras's own per-epoch output in each trial (0 off, 1 bar, 2 a line per epoch).
 
     Raises:
         UserError: bad config or data, or a run directory that cannot be used.
@@ -133,7 +139,13 @@ def tune(
     if role.kind == "worker":
         return _work(cfg, role, log, threads, config)
     mode = check_run_dir(cfg, overwrite)
-    for warning in cfg.warnings():
+    from search.plan import make_plan
+    from search.progress import Progress
+
+    plan = make_plan(cfg)
+    progress = Progress(plan["trials"], plan["epochs"], log, terminal=progress_bar, quiet=quiet)
+    log = progress.log  # other lines keep the status bar below them
+    for warning in [*cfg.warnings(), *plan["warnings"]]:
         log(f"warning: {warning}")
     if distributed.exposure_warning(role):
         log(f"warning: {distributed.exposure_warning(role)}")
@@ -147,7 +159,8 @@ def tune(
             f"{'resuming' if mode == 'resume' else 'starting'} run {cfg.run_dir} "
             f"({sizes['train']} train / {sizes['validation']} validation images, {splits.num_classes} classes)"
         )
-        _search(cfg, splits, strategy, mode, log, role, config)
+        _search(cfg, splits, strategy, mode, log, role, config, progress, keras_verbose)
+    progress.close()
     summary = summarize(cfg)
     log(final_report(cfg, summary))
     return summary
@@ -203,7 +216,17 @@ def _work(cfg: Config, role: Role, log: Callable[[str], None], threads: int | No
     return {"worker": role.worker_id, "completed": tuner.completed}
 
 
-def _search(cfg: Config, splits, strategy, mode: str, log: Callable[[str], None], role: Role, source):
+def _search(
+    cfg: Config,
+    splits,
+    strategy,
+    mode: str,
+    log: Callable[[str], None],
+    role: Role,
+    source,
+    progress=None,
+    keras_verbose: int = 0,
+):
     import keras
 
     from search import data, tensorboard, tuners
@@ -216,7 +239,11 @@ def _search(cfg: Config, splits, strategy, mode: str, log: Callable[[str], None]
         objective = cfg.section("tuner")["objective"]
         tb_root = cfg.run_dir / runs.TENSORBOARD_DIR
         tensorboard.write_experiment(tb_root, cfg.space, objective, hypermodel.logged_metrics, samples)
-    tuner = tuners.build_tuner(cfg, hypermodel, log=log, samples=samples, role=role, distribution_strategy=strategy)
+    tuner = tuners.build_tuner(
+        cfg, hypermodel, log=log, samples=samples, role=role, distribution_strategy=strategy, progress=progress
+    )
+    if progress is not None:
+        progress.restart()  # elapsed and ETA count the search, not imports and data loading
     try:
         if role.kind == "chief":
             hint = _worker_command(cfg, source)
@@ -229,7 +256,7 @@ def _search(cfg: Config, splits, strategy, mode: str, log: Callable[[str], None]
                 validation_data=val_ds,
                 epochs=cfg.section("tuner")["max_epochs"],
                 callbacks=tuners.search_callbacks(cfg),
-                verbose=0,
+                verbose=keras_verbose,
                 shuffle=False,  # the dataset reshuffles itself
             )
         tuner.prune_checkpoints(search_over=True)
