@@ -151,6 +151,30 @@ class Export:
         return 0
 
 
+class Report:
+    name = "report"
+    help = "summarise a run: top trials, brackets, early stopping, hyperparameter importance, plots"
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, e.g. results/mnist5k-cnn")
+        p.add_argument(
+            "--format",
+            choices=("md", "csv", "json"),
+            default="md",
+            help="md (default): report.md, PNG plots and the run's TensorBoard; csv/json: every trial as a table",
+        )
+        p.add_argument("-o", "--output", metavar="FILE", help="output file (default: RUN_DIR/report.FORMAT)")
+
+    @staticmethod
+    def run(args) -> int:
+        from search.report import report
+
+        path = report(args.run_dir, args.format, args.output)
+        print(f"wrote {path}")
+        return 0
+
+
 class Train:
     name = "train"
     help = "train from an exported config, evaluate on the test split, save the model"
@@ -225,7 +249,7 @@ class TensorBoard:
             return 0
 
 
-COMMANDS = (Validate, Plan, Tune, Export, Train, TensorBoard)
+COMMANDS = (Validate, Plan, Tune, Export, Report, Train, TensorBoard)
 
 
 def describe(cfg) -> str:

@@ -360,6 +360,8 @@ CASES = [
         SEARCH,
         ["c.yaml", "distribution.worker_timeout", "seconds"],
     ),
+    ("report-not-a-run", {}, ["report", "configs"], ["configs", "expected a run directory with config.yaml"]),
+    ("report-bad-format", {}, ["report", "configs", "--format", "xlsx"], ["--format", "invalid choice"]),
     (
         "tensorboard-bad-port",
         {"results/empty": _run_without_trials},

@@ -1,0 +1,113 @@
+"""`ktsearch report`: tables, early stopping, importance on a synthetic objective, real PNGs, TensorBoard."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+
+from search.report import importance
+from tests.conftest import run_cli
+
+PLACEMENTS = ["none", "before_activation", "after_activation"]
+
+
+def _synthetic_trials(n: int, objective, seed: int = 0) -> list[dict]:
+    """Trials shaped like `runs.read_trials`, scored by `objective(values) + noise`."""
+    rng = np.random.default_rng(seed)
+    trials = []
+    for i in range(n):
+        values = {
+            "augmentation.rotation_range": float(rng.uniform(0, 30)),
+            "batchnorm.placement": PLACEMENTS[int(rng.integers(0, 3))],
+            "schedule.initial_lr": float(10 ** rng.uniform(-4, -2)),
+            "schedule.kind": ["constant", "step"][int(rng.integers(0, 2))],
+        }
+        values["schedule.drop_epoch"] = int(rng.integers(3, 8)) if values["schedule.kind"] == "step" else None
+        epochs = int(rng.choice([1, 3, 9]))
+        score = objective(values) + float(rng.normal(0, 0.01))
+        trials.append(
+            {
+                "trial_id": f"{i:04d}",
+                "status": "COMPLETED",
+                "score": score,
+                "hyperparameters": values,
+                "tuner": {"bracket": 0, "round": 0},
+                "record": {"epochs_granted": epochs, "initial_epoch": 0, "epochs_run": epochs},
+            }
+        )
+    return trials
+
+
+DIMS = [
+    "augmentation.rotation_range",
+    "batchnorm.placement",
+    "schedule.initial_lr",
+    "schedule.kind",
+    "schedule.drop_epoch",
+]
+
+
+@pytest.mark.parametrize(
+    ("decisive", "objective"),
+    [
+        ("batchnorm.placement", lambda v: 0.9 if v["batchnorm.placement"] == "after_activation" else 0.3),
+        ("schedule.initial_lr", lambda v: 0.5 + 0.4 * np.log10(v["schedule.initial_lr"] / 1e-4) / 2),
+        ("augmentation.rotation_range", lambda v: 0.9 - 0.02 * v["augmentation.rotation_range"]),
+    ],
+)
+def test_importance_ranks_first_the_dimension_that_decides_the_objective(decisive, objective):
+    result = importance(_synthetic_trials(40, objective), DIMS, "max")
+    assert result["ranking"][0]["dimension"] == decisive
+    assert result["ranking"][0]["importance"] > 3 * max(r["importance"] for r in result["ranking"][1:])
+    assert result["r2"] > 0.5
+
+
+def test_importance_needs_enough_completed_trials():
+    trials = _synthetic_trials(4, lambda v: 0.5)
+    assert importance(trials, DIMS, "max") == {"trials": 4, "method": None, "ranking": []}
+
+
+@pytest.mark.slow
+def test_report_writes_markdown_real_plots_and_tensorboard(smoke_run):
+    proc = run_cli("report", str(smoke_run), cwd=smoke_run.parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    text = (smoke_run / "report.md").read_text()
+    summary = json.loads((smoke_run / "summary.json").read_text())
+    for heading in ("## Top 6 trials", "## Brackets", "## Early stopping", "## Hyperparameter importance"):
+        assert heading in text
+    assert f"| {summary['best_trial']} | {summary['best_score']:.4f} |" in text  # the best trial heads the table
+    granted = sum(t["epochs_granted"] for t in summary["trials"])
+    ran = sum(t["epochs_run"] for t in summary["trials"])
+    assert f"{ran} of {granted} granted epochs ran: **{granted - ran} epochs saved**" in text
+    import matplotlib.image
+
+    for name in ("importance", "objective_vs_dimensions", "top_learning_curves"):
+        path = smoke_run / "report" / f"{name}.png"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        pixels = matplotlib.image.imread(path)
+        assert pixels.shape[0] > 200 and pixels.shape[1] > 400 and pixels[..., :3].std() > 0.05  # not blank
+        assert f"]({path.relative_to(smoke_run)})" in text
+    events = event_accumulator.EventAccumulator(
+        str(smoke_run / "tensorboard" / "report"), size_guidance={event_accumulator.TENSORS: 0}
+    ).Reload()
+    tags = set(events.Tags()["tensors"])
+    assert "report" in tags and {"report/importance", "report/top_learning_curves"} <= tags
+    assert "## Early stopping" in events.Tensors("report")[0].tensor_proto.string_val[0].decode()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_report_tables_hold_every_trial(smoke_run, fmt):
+    proc = run_cli("report", str(smoke_run), "--format", fmt, cwd=smoke_run.parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    path = smoke_run / f"report.{fmt}"
+    table = json.loads(path.read_text()) if fmt == "json" else list(csv.DictReader(path.open()))
+    summary = json.loads((smoke_run / "summary.json").read_text())
+    assert [row["trial_id"] for row in table] == [t["trial_id"] for t in summary["trials"]]
+    for row, trial in zip(table, summary["trials"], strict=True):
+        assert row["status"] == trial["status"]
+        assert str(row["epochs_run"]) == str(trial["epochs_run"])
+        assert str(row["hp.batchnorm.placement"]) == str(trial["hyperparameters"]["batchnorm.placement"])
+        assert "metric.val_accuracy" in row and "metric.loss" in row
