@@ -201,9 +201,10 @@ def _servicer_class():
         Calls are served one at a time, and the reaper takes the same lock.
         """
 
-        def __init__(self, oracle, log: Callable[[str], None], timeout: float):
+        def __init__(self, oracle, log: Callable[[str], None], timeout: float, on_end: Callable[[str, str], None]):
             super().__init__(oracle)
             self.log = log
+            self.on_end = on_end  # a trial's end line: the tuner adds trial n of N, best so far, ETA
             self.timeout = timeout
             self.seen: dict[str, float] = {}
             self.owner: dict[str, str] = {}  # trial id -> the worker that holds it
@@ -283,7 +284,7 @@ def _servicer_class():
                 if final.status == trial_module.TrialStatus.COMPLETED:
                     self.ran.setdefault(worker, []).append(trial_id)
                 score = f" {self.oracle.objective.name} {final.score:.4f}" if final.score is not None else ""
-                self.log(f"trial {trial_id} {final.status.lower()} on {worker}{score}")
+                self.on_end(trial_id, f"trial {trial_id} {final.status.lower()} on {worker}{score}")
                 return protos.get_service().EndTrialResponse()
 
         def _save_limit_trial(self, trial_id: str, worker: str) -> None:
@@ -324,7 +325,7 @@ def serve(tuner, role: Role, log: Callable[[str], None], timeout: float, start_w
     tuner.save()
     tuner.oracle.verbose = 0  # KerasTuner's per-trial tables; the chief logs a line per event instead
     marker = Path(tuner.project_dir).parent / CHIEF_FILE
-    servicer = _servicer_class()(tuner.oracle, log, timeout)
+    servicer = _servicer_class()(tuner.oracle, log, timeout, tuner.report_progress)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))  # calls serialise on the servicer's lock
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     try:

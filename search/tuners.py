@@ -356,12 +356,18 @@ class RecordingTuner:
         self._records.pop(trial.trial_id, None)
         if final.status == "COMPLETED":
             self.completed.append(trial.trial_id)
-        line = self._trial_line(final, reason)
+        self.report_progress(trial.trial_id, self._trial_line(final, reason))
+
+    def report_progress(self, trial_id: str, line: str) -> None:
+        """Log a trial's end line; with a progress display, as trial n of N with the best so far and the ETA.
+
+        Needs the oracle itself: a single process's or a distributed chief's (which calls this).
+        """
         if self.progress is None:
             self.log(line)
             return
-        record = self._chain_record(trial.trial_id) or {}
-        if self._granted is None:  # a resumed search: what earlier sessions spent
+        record = self._chain_record(trial_id) or {}
+        if self._granted is None:  # the first trial this session: what earlier sessions spent too
             ended = [t for t in self.oracle.trials.values() if t.status not in ("RUNNING", "IDLE")]
             self._granted = sum((self._chain_record(t.trial_id) or {}).get("epochs_granted", 0) for t in ended)
         else:

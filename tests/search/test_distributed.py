@@ -138,6 +138,9 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(workdir):
     assert ran["w1"] and ran["w2"]  # both workers worked
     assert f"trials completed per worker: w1 {len(ran['w1'])}, w2 {len(ran['w2'])}" in chief.text()
     assert "search finished" in chief.text()
+    assert [
+        line for line in chief.lines if " | [6/6] best " in line
+    ]  # the chief's progress counts every worker's trials
     proc = run_cli("export", str(run_dir), cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert yaml.safe_load((run_dir / "best.yaml").read_text())["provenance"]["trial_id"] == summary["best_trial"]
