@@ -58,35 +58,36 @@ def hyperband_rounds(max_epochs: int, factor: int, iterations: int) -> list[Roun
     return rounds
 
 
+def _count(dim) -> int | None:
+    """Distinct values a dimension takes (None: unbounded, a float range)."""
+    if dim is None or isinstance(dim, Fixed):
+        return 1
+    if isinstance(dim, Choice):
+        return len(dim.values)
+    if dim.integer:
+        return int((dim.max - dim.min) // (dim.step or 1)) + 1
+    return None
+
+
+def _product(dims) -> int | None:
+    total = 1
+    for dim in dims:
+        n = _count(dim)
+        if n is None:
+            return None
+        total *= n
+    return total
+
+
 def space_size(space: SearchSpace) -> int | None:
     """How many distinct configurations the space holds (None: unbounded, a float range)."""
-
-    def count(dim) -> int | None:
-        if dim is None or isinstance(dim, Fixed):
-            return 1
-        if isinstance(dim, Choice):
-            return len(dim.values)
-        if dim.integer:
-            return int((dim.max - dim.min) // (dim.step or 1)) + 1
+    common = _product(d for n, d in space.dims.items() if condition_of(n) is None and n != "schedule.kind")
+    per_kind = [
+        _product(space.dims.get(f"schedule.{key}") for key in SCHEDULE_BY_KIND.get(kind, {})) for kind in space.kinds()
+    ]
+    if common is None or None in per_kind:
         return None
-
-    total = 1
-    for name, dim in space.dims.items():
-        if condition_of(name) is None and name != "schedule.kind":
-            n = count(dim)
-            if n is None:
-                return None
-            total *= n
-    per_kind = 0
-    for kind in space.kinds():
-        n = 1
-        for key in SCHEDULE_BY_KIND.get(kind, {}):
-            c = count(space.dims.get(f"schedule.{key}"))
-            if c is None:
-                return None
-            n *= c
-        per_kind += n
-    return total * per_kind
+    return common * sum(per_kind)
 
 
 def architectures(space: SearchSpace, reuse: bool) -> int | None:
@@ -99,17 +100,9 @@ def architectures(space: SearchSpace, reuse: bool) -> int | None:
     strengths = [space.dims.get(n) for n in RUNTIME_DIMS]
     off = [d is None or (isinstance(d, Fixed) and not d.value) for d in strengths]
     can_be_off = all(o or (isinstance(d, Choice) and 0 in d.values) for o, d in zip(off, strengths, strict=True))
-    total = 2 if can_be_off and not all(off) else 1
-    for name, dim in space.dims.items():
-        if name in RUNTIME_DIMS or name.startswith(RUNTIME_SECTIONS) or dim is None or isinstance(dim, Fixed):
-            continue
-        if isinstance(dim, Choice):
-            total *= len(dim.values)
-        elif dim.integer:
-            total *= int((dim.max - dim.min) // (dim.step or 1)) + 1
-        else:
-            return None
-    return total
+    variants = 2 if can_be_off and not all(off) else 1
+    graph = _product(d for n, d in space.dims.items() if n not in RUNTIME_DIMS and not n.startswith(RUNTIME_SECTIONS))
+    return None if graph is None else variants * graph
 
 
 def make_plan(cfg) -> dict:

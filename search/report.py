@@ -312,20 +312,13 @@ def markdown(run_dir: Path, config: dict, trials: list[dict], imp: dict, dims: l
 
 def mirror_to_tensorboard(run_dir: Path, text: str, plots: list[Path]) -> Path:
     """The report as Text and its plots as Images in `tensorboard/report/` (step 0, replaced each time)."""
-    import shutil
-
     from search.runtime import import_tensorflow
 
-    tf = import_tensorflow()
+    import_tensorflow()
+    from search.tensorboard import write_report
+
     logdir = run_dir / runs.TENSORBOARD_DIR / PLOTS_DIR
-    shutil.rmtree(logdir, ignore_errors=True)
-    writer = tf.summary.create_file_writer(str(logdir))
-    with writer.as_default():
-        tf.summary.text("report", text, step=0)
-        for path in plots:
-            image = tf.io.decode_png(tf.io.read_file(str(path)), channels=3)
-            tf.summary.image(f"report/{path.stem}", image[None], step=0)
-    writer.close()
+    write_report(logdir, text, plots)
     return logdir
 
 

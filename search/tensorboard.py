@@ -241,6 +241,19 @@ def chain_columns(records: list[dict], objective: str, direction: str) -> dict:
     return columns
 
 
+def write_report(logdir: Path, text: str, images: list[Path]) -> None:
+    """`ktsearch report`'s text (Text tab) and PNG plots (Images tab) in a fresh log directory."""
+    shutil.rmtree(logdir, ignore_errors=True)  # a report replaces the previous one
+
+    def body():
+        tf.summary.text("report", text, step=0)
+        for path in images:
+            image = tf.io.decode_png(tf.io.read_file(str(path)), channels=3)
+            tf.summary.image(f"report/{path.stem}", image[None], step=0)
+
+    _write(logdir, body)
+
+
 def serve(logdir: Path, host: str, port: int) -> str:
     """Start TensorBoard on `logdir` in a background thread; returns its URL."""
     from tensorboard import program
