@@ -16,6 +16,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from hypermodels.private_api import adam_slots, sgd_momentum
+
 
 def _fused() -> bool:
     # Under a distribution strategy the optimizer's slots are distributed variables; Keras's
@@ -31,13 +33,13 @@ class FusedAdam(keras.optimizers.Adam):
         if self.amsgrad or not _fused():
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
-        index = self._get_variable_index(variable)
+        momentum, velocity = adam_slots(self, variable)
         step = tf.cast(self.iterations + 1, dtype)
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
         tf.raw_ops.ResourceApplyAdam(
             var=variable.handle,
-            m=self._momentums[index].handle,
-            v=self._velocities[index].handle,
+            m=momentum.handle,
+            v=velocity.handle,
             beta1_power=tf.pow(beta_1, step),
             beta2_power=tf.pow(beta_2, step),
             lr=tf.cast(learning_rate, dtype),
@@ -62,7 +64,7 @@ class FusedSGD(keras.optimizers.SGD):
             return
         tf.raw_ops.ResourceApplyKerasMomentum(
             var=variable.handle,
-            accum=self.momentums[self._get_variable_index(variable)].handle,
+            accum=sgd_momentum(self, variable).handle,
             lr=rate,
             grad=gradient,
             momentum=tf.cast(self.momentum, dtype),

@@ -55,7 +55,11 @@ AUGMENTATION = {
 
 BATCHNORM = {
     "placement": Spec(
-        "enum", "none", options=PLACEMENTS, off="none", doc="none | before_activation | after_activation"
+        "enum",
+        "none",
+        options=PLACEMENTS,
+        off="none",
+        doc="where BatchNormalization sits in every conv unit (see below)",
     ),
     # 0.9, not Keras's 0.99: a search trial is a few hundred steps, and with 0.99 the moving
     # statistics still remember their initial values after an epoch, so validation (inference
@@ -64,7 +68,9 @@ BATCHNORM = {
 }
 
 SCHEDULE = {
-    "kind": Spec("enum", "constant", options=SCHEDULE_KINDS, doc="constant | step | exponential | cosine"),
+    "kind": Spec(
+        "enum", "constant", options=SCHEDULE_KINDS, doc="shape of the learning-rate curve over the epochs (see below)"
+    ),
     "initial_lr": Spec("float", 1e-3, low=0, low_open=True, high=10, doc="learning rate after warmup"),
     "warmup_epochs": Spec("int", 0, low=0, off=0, doc="linear warmup epochs before the decay starts"),
 }

@@ -7,13 +7,15 @@ Python API (each accepts a config path or dict)::
     path = export_best("results/mnist5k-cnn")
     metrics = train(path)
 
-`register_hypermodel` adds a HyperModel class usable by name in YAML.
+`register_hypermodel` adds a HyperModel class usable by name in YAML. Every error ktsearch
+raises on purpose is a `KtsearchError` (`UserError`: bad input; `SearchStopped`: the search
+ended early).
 Importing this package does not import TensorFlow.
 """
 
 from hypermodels.registry import register as register_hypermodel
-from search.config import Config, load_config, load_export
-from search.errors import UserError
+from search.config import Config, ExportConfig, SearchConfig, load_config, load_export
+from search.errors import KtsearchError, SearchStopped, UserError
 from search.export import export_best
 
 
@@ -31,4 +33,17 @@ def train(*args, **kwargs):
     return _train(*args, **kwargs)
 
 
-__all__ = ["tune", "export_best", "train", "register_hypermodel", "load_config", "load_export", "Config", "UserError"]
+__all__ = [
+    "tune",
+    "export_best",
+    "train",
+    "register_hypermodel",
+    "load_config",
+    "load_export",
+    "Config",
+    "SearchConfig",
+    "ExportConfig",
+    "KtsearchError",
+    "UserError",
+    "SearchStopped",
+]

@@ -26,30 +26,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _config_arguments(p, what: str = "YAML search config") -> None:
+    p.add_argument("config", metavar="CONFIG", help=what)
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (dotted key, YAML value); repeatable",
+    )
+
+
 class Validate:
     name = "validate"
-    help = "check a config and print the resolved search space"
+    help = "check a search config (or an export) and print what it resolves to"
 
     @staticmethod
     def add_arguments(p):
-        p.add_argument("config", metavar="CONFIG", help="YAML search config")
-        p.add_argument(
-            "--set",
-            dest="overrides",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override a config key (dotted key, YAML value); repeatable",
-        )
+        _config_arguments(p, "YAML search config, or an export (the input of 'ktsearch train')")
 
     @staticmethod
     def run(args) -> int:
-        from search.config import load_config
+        from search.config import load_any
 
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_any(args.config, args.overrides)
         for warning in cfg.warnings():
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
-        print(describe(cfg))
+        print(describe(cfg) if cfg.kind == "search" else describe_export(cfg))
         return 0
 
 
@@ -59,7 +63,7 @@ class Plan:
 
     @staticmethod
     def add_arguments(p):
-        Validate.add_arguments(p)
+        _config_arguments(p)
         p.add_argument(
             "--no-calibrate",
             action="store_true",
@@ -89,7 +93,7 @@ class Tune:
 
     @staticmethod
     def add_arguments(p):
-        Validate.add_arguments(p)
+        _config_arguments(p)
         p.add_argument("--name", help="run name (default: the config's name)")
         p.add_argument("--results-dir", help="directory that holds runs (default: the config's results_dir, 'results')")
         p.add_argument(
@@ -164,14 +168,21 @@ class Report:
             default="md",
             help="md (default): report.md, PNG plots and the run's TensorBoard; csv/json: every trial as a table",
         )
-        p.add_argument("-o", "--output", metavar="FILE", help="output file (default: RUN_DIR/report.FORMAT)")
+        p.add_argument(
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="output file (default: RUN_DIR/report.FORMAT); '-' writes csv or json to standard output "
+            "(md needs a file: its PNG plots go beside it)",
+        )
 
     @staticmethod
     def run(args) -> int:
         from search.report import report
 
         path = report(args.run_dir, args.format, args.output)
-        print(f"wrote {path}")
+        if path is not None:
+            print(f"wrote {path}")
         return 0
 
 
@@ -252,27 +263,47 @@ class TensorBoard:
 COMMANDS = (Validate, Plan, Tune, Export, Report, Train, TensorBoard)
 
 
+def _space_rows(cfg) -> list[str]:
+    rows = cfg.space.describe()
+    width = max(len(name) for name, _, _ in rows)
+    return [f"  {name:<{width}}  {domain}{'   (' + cond + ')' if cond else ''}" for name, domain, cond in rows]
+
+
 def describe(cfg) -> str:
-    r = cfg.resolved
-    t = r["tuner"]
+    """`ktsearch validate`'s summary of a search config."""
+    t, es = cfg.tuner, cfg.early_stopping
     budget = (
-        f"max_epochs {t['max_epochs']}, factor {t['factor']}"
-        if t["algorithm"] == "hyperband"
-        else f"max_trials {t['max_trials']}, {t['max_epochs']} epochs each"
+        f"max_epochs {t.max_epochs}, factor {t.factor}"
+        if t.hyperband
+        else f"max_trials {t.max_trials}, {t.max_epochs} epochs each"
     )
     lines = [
         f"{cfg.source}: OK",
-        f"run: {cfg.run_dir}   data: {r['data']['source']}   hypermodel: {r['hypermodel']['name']}",
-        f"tuner: {t['algorithm']} ({budget}), objective {t['objective']}; "
-        f"early stopping on {r['early_stopping']['monitor']}, patience {r['early_stopping']['patience']}",
+        f"run: {cfg.run_dir}   data: {cfg.data.source}   hypermodel: {cfg.hypermodel.name}",
+        f"tuner: {t.algorithm} ({budget}), objective {t.objective}; "
+        f"early stopping on {es.monitor}, patience {es.patience}",
         "search space:",
+        *_space_rows(cfg),
     ]
-    rows = cfg.space.describe()
-    width = max(len(name) for name, _, _ in rows)
-    lines += [f"  {name:<{width}}  {domain}{'   (' + cond + ')' if cond else ''}" for name, domain, cond in rows]
     searched = cfg.space.searched()
     lines.append(f"{len(searched)} searched dimensions: {', '.join(searched) or 'none'}")
     return "\n".join(lines)
+
+
+def describe_export(cfg) -> str:
+    """`ktsearch validate`'s summary of an export (what `ktsearch train` will train)."""
+    es, prov = cfg.early_stopping, cfg.provenance
+    found = f"; from trial {prov['trial_id']} of {prov.get('run')}" if prov.get("trial_id") else ""
+    return "\n".join(
+        [
+            f"{cfg.source}: OK (an export: train it with {PROG} train {cfg.source})",
+            f"run: {cfg.run_dir}   data: {cfg.data.source}   hypermodel: {cfg.hypermodel.name}{found}",
+            f"training: {cfg.training.epochs} epochs (LR horizon {cfg.training.lr_horizon}); "
+            f"early stopping on {es.monitor}, patience {es.patience}",
+            "hyperparameters:",
+            *_space_rows(cfg),
+        ]
+    )
 
 
 def train_report(metrics: dict) -> str:

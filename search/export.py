@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from search import runs
-from search.config import dump_yaml, read_yaml, validate
+from search.config import SearchConfig, dump_yaml, read_yaml, validate
 from search.errors import UserError
 
 PACKAGES = ("ktsearch", "tensorflow", "keras", "keras-tuner")
@@ -30,7 +30,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def load_run(run_dir: str | Path):
+def load_run(run_dir: str | Path) -> SearchConfig:
     """The validated config a run was started with."""
     config_file = Path(run_dir) / runs.CONFIG_FILE
     if not Path(run_dir).is_dir():
@@ -55,30 +55,30 @@ def fixed_hyperparameters(space, values: dict) -> dict:
 def build_export(run_dir: str | Path) -> tuple[dict, dict]:
     """(export mapping, best trial) for a finished or partial run."""
     cfg = load_run(run_dir)
-    tuner = cfg.section("tuner")
-    best = runs.best_trial(runs.read_trials(run_dir), tuner["objective"])
+    tuner = cfg.tuner
+    best = runs.best_trial(runs.read_trials(run_dir), tuner.objective)
     if best is None:
         raise UserError(str(run_dir), "", "has no completed trial yet, so there is nothing to export")
     record = best["record"] or {}
-    best_epoch = record.get("best_epoch", tuner["max_epochs"] - 1)
+    best_epoch = record.get("best_epoch", tuner.max_epochs - 1)
     export = {
         "name": cfg.name,
-        "seed": cfg.resolved["seed"],
-        "results_dir": cfg.resolved["results_dir"],
-        "data": cfg.section("data"),
-        "hypermodel": cfg.section("hypermodel"),
+        "seed": cfg.seed,
+        "results_dir": cfg.results_dir,
+        "data": cfg.data.to_dict(),
+        "hypermodel": cfg.hypermodel.to_dict(),
         "hyperparameters": fixed_hyperparameters(cfg.space, best["hyperparameters"]),
         # Train as long as the tuned trial took to reach its best score; the LR curve keeps the search's horizon.
-        "training": {"epochs": best_epoch + 1, "lr_horizon": tuner["max_epochs"]},
-        "early_stopping": cfg.section("early_stopping"),
+        "training": {"epochs": best_epoch + 1, "lr_horizon": tuner.max_epochs},
+        "early_stopping": cfg.early_stopping.to_dict(),
         "provenance": {
             "run": str(run_dir),
             "trial_id": best["trial_id"],
-            "objective": tuner["objective"],
+            "objective": tuner.objective,
             "score": best["score"],
             "best_epoch": best_epoch,
             "continues_trial": record.get("continues"),
-            "seed": cfg.resolved["seed"],
+            "seed": cfg.seed,
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "versions": versions(),
         },

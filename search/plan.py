@@ -107,11 +107,11 @@ def architectures(space: SearchSpace, reuse: bool) -> int | None:
 
 def make_plan(cfg) -> dict:
     """Trials, epochs and rounds of the configured search, and its warnings."""
-    t = cfg.section("tuner")
-    if t["algorithm"] == "hyperband":
-        rounds = hyperband_rounds(t["max_epochs"], t["factor"], t["hyperband_iterations"])
+    t = cfg.tuner
+    if t.hyperband:
+        rounds = hyperband_rounds(t.max_epochs, t.factor, t.hyperband_iterations)
     else:
-        rounds = [Round(0, 0, 0, t["max_trials"], t["max_epochs"], t["max_epochs"])]
+        rounds = [Round(0, 0, 0, t.max_trials, t.max_epochs, t.max_epochs)]
     new = sum(r.trials for r in rounds if r.round == 0)
     size = space_size(cfg.space)
     warnings = []
@@ -122,13 +122,13 @@ def make_plan(cfg) -> dict:
             "(widen a range, add choices, or lower the budget)"
         )
     return {
-        "algorithm": t["algorithm"],
+        "algorithm": t.algorithm,
         "rounds": rounds,
         "trials": sum(r.trials for r in rounds),
         "new_configurations": new,
         "epochs": sum(r.trials * r.epochs_each for r in rounds),
         "space_size": size,
-        "architectures": architectures(cfg.space, bool(t["reuse_models"])),
+        "architectures": architectures(cfg.space, bool(t.reuse_models)),
         "warnings": warnings,
     }
 
@@ -143,11 +143,11 @@ def calibrate(cfg) -> dict:
     import keras_tuner as kt
 
     from search import data
-    from search.tuning import build_hypermodel
+    from search.models import build_hypermodel
 
-    splits = data.load_splits(cfg.section("data"), cfg.resolved["seed"])
-    train_ds, val_ds, _ = data.to_datasets(splits, cfg.section("data")["batch_size"], cfg.resolved["seed"])
-    hypermodel = build_hypermodel(cfg, splits)
+    splits = data.load_splits(cfg.data, cfg.seed)
+    train_ds, val_ds, _ = data.to_datasets(splits, cfg.data.batch_size, cfg.seed)
+    hypermodel = build_hypermodel(cfg, splits.input_shape, splits.num_classes)
     hp = kt.HyperParameters()
     runs: dict[str, list[float]] = {"train": [], "test": []}
 
@@ -198,22 +198,22 @@ def _duration(seconds: float) -> str:
 
 
 def describe(cfg, plan: dict, calibration: dict | None) -> str:
-    t = cfg.section("tuner")
+    t = cfg.tuner
     lines = []
     if plan["algorithm"] == "hyperband":
         lines.append(
-            f"{cfg.source}: hyperband, max_epochs {t['max_epochs']}, factor {t['factor']}, "
-            f"{_n(t['hyperband_iterations'], 'iteration')}"
+            f"{cfg.source}: hyperband, max_epochs {t.max_epochs}, factor {t.factor}, "
+            f"{_n(t.hyperband_iterations, 'iteration')}"
         )
         for r in plan["rounds"]:
             what = "new configurations" if r.round == 0 else "continued from the previous round"
-            prefix = f"iteration {r.iteration + 1} " if t["hyperband_iterations"] > 1 else ""
+            prefix = f"iteration {r.iteration + 1} " if t.hyperband_iterations > 1 else ""
             lines.append(
                 f"  {prefix}bracket {r.bracket} round {r.round}: {_n(r.trials, 'trial')} x {_n(r.epochs_each, 'epoch')} "
                 f"(to epoch {r.to_epoch}; {what})"
             )
     else:
-        lines.append(f"{cfg.source}: {plan['algorithm']}, {t['max_trials']} trials x {t['max_epochs']} epochs")
+        lines.append(f"{cfg.source}: {plan['algorithm']}, {t.max_trials} trials x {t.max_epochs} epochs")
     lines.append(
         f"total: {plan['trials']} trials ({plan['new_configurations']} new configurations), "
         f"{plan['epochs']} epochs; early stopping can only shorten trials"

@@ -88,3 +88,48 @@ class Progress:
     def close(self) -> None:
         self._clear()
         self._bar = ""
+
+
+class TrialReporter:
+    """The line each ended trial gets, with the search's progress (trial n of N, best so far, ETA).
+
+    Args:
+        oracle: the search's own oracle (a single process's, or a distributed chief's).
+        record: trial id -> its record (`search.records.TrialRecords.get`).
+        log: where lines go.
+        progress: a `Progress` display, or None for plain lines.
+    """
+
+    def __init__(self, oracle, record: Callable[[str], dict | None], log: Callable[[str], None], progress=None):
+        self.oracle = oracle
+        self.record = record
+        self.log = log
+        self.progress = progress
+        self._granted: int | None = None  # epochs of the plan spent by ended trials
+
+    def trial_ended(self, trial_id: str, line: str) -> None:
+        """Log a trial's end line; with a progress display, as trial n of N with the best so far and the ETA."""
+        if self.progress is None:
+            self.log(line)
+            return
+        record = self.record(trial_id) or {}
+        trials = self.oracle.trials.values()
+        if self._granted is None:  # the first trial this session: what earlier sessions spent too
+            ended = [t for t in trials if t.status not in ("RUNNING", "IDLE")]
+            self._granted = sum((self.record(t.trial_id) or {}).get("epochs_granted", 0) for t in ended)
+        else:
+            self._granted += record.get("epochs_granted", 0)
+        ended = sum(t.status not in ("RUNNING", "IDLE") for t in trials)
+        best = self.oracle.get_best_trials(1)
+        best_text = f"{best[0].score:.4f} ({best[0].trial_id})" if best and best[0].score is not None else "none yet"
+        self.progress.trial(line, ended, self._granted, record.get("epochs_granted", 0), best_text)
+
+
+def trial_line(trial, record: dict, objective: str, reason: str | None, seconds: float) -> str:
+    """'trial 0004 bracket 0 round 0: epochs 3/3 val_accuracy 0.8607 completed [0.3s]' (and the failure reason)."""
+    where = f" bracket {record['bracket']} round {record['round']}" if record.get("bracket") is not None else ""
+    epochs = f" epochs {record['epochs_run']}/{record['epochs_granted']}" if record else ""
+    early = " (early stop)" if record.get("stopped_early") else ""
+    score = "" if trial.score is None or trial.status != "COMPLETED" else f" {objective} {trial.score:.4f}"
+    line = f"trial {trial.trial_id}{where}:{epochs}{early}{score} {trial.status.lower()} [{seconds:.1f}s]"
+    return f"{line}: {reason}" if reason else line

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from search import runs
+from search.config import SearchConfig, read_yaml, validate
 from search.errors import UserError
 
 REPORT_FILE = "report.md"
@@ -36,15 +39,12 @@ TOP_K = 10
 MIN_TRIALS_FOR_IMPORTANCE = 6
 
 
-def load_run(run_dir: str | Path) -> tuple[dict, list[dict]]:
+def load_run(run_dir: str | Path) -> tuple[SearchConfig, list[dict]]:
     run_dir = Path(run_dir)
     config_file = run_dir / runs.CONFIG_FILE
     if not config_file.is_file():
         raise UserError(str(run_dir), "", "expected a run directory with config.yaml (written by ktsearch tune)")
-    import yaml
-
-    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-    return config, runs.read_trials(run_dir)
+    return validate(read_yaml(config_file), str(config_file)), runs.read_trials(run_dir)
 
 
 def _record(trial: dict) -> dict:
@@ -73,14 +73,6 @@ def rows(trials: list[dict]) -> list[dict]:
         row.update({f"metric.{k}": v for k, v in (rec.get("best_metrics") or {}).items()})
         out.append(row)
     return out
-
-
-def searched_dims(config: dict) -> list[str]:
-    from hypermodels import registry
-    from hypermodels.spaces import SearchSpace
-
-    space = SearchSpace(config.get("search_space"), registry.model_space(config["hypermodel"]["name"]))
-    return space.searched()
 
 
 def importance(trials: list[dict], dims: list[str], direction: str, repeats: int = 20, seed: int = 0) -> dict:
@@ -171,7 +163,9 @@ def brackets(trials: list[dict], direction: str) -> list[dict]:
     return out
 
 
-def _plots(run_dir: Path, config: dict, trials: list[dict], imp: dict, dims: list[str], objective: str) -> list[Path]:
+def _plots(
+    run_dir: Path, config: SearchConfig, trials: list[dict], imp: dict, dims: list[str], objective: str
+) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -234,8 +228,8 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _top(trials: list[dict], config: dict) -> list[dict]:
-    objective = config["tuner"]["objective"]
+def _top(trials: list[dict], config: SearchConfig) -> list[dict]:
+    objective = config.tuner.objective
     done = [t for t in trials if t["status"] == "COMPLETED" and t["score"] is not None and math.isfinite(t["score"])]
     return sorted(done, key=lambda t: t["score"], reverse=runs.direction(objective) == "max")
 
@@ -244,8 +238,10 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def markdown(run_dir: Path, config: dict, trials: list[dict], imp: dict, dims: list[str], plots: list[Path]) -> str:
-    objective = config["tuner"]["objective"]
+def markdown(
+    run_dir: Path, config: SearchConfig, trials: list[dict], imp: dict, dims: list[str], plots: list[Path]
+) -> str:
+    objective = config.tuner.objective
     direction = runs.direction(objective)
     top = _top(trials, config)
     lines = [f"# Search report: {run_dir.name}", ""]
@@ -310,41 +306,67 @@ def markdown(run_dir: Path, config: dict, trials: list[dict], imp: dict, dims: l
     return "\n".join(lines) + "\n"
 
 
-def mirror_to_tensorboard(run_dir: Path, text: str, plots: list[Path]) -> Path:
-    """The report as Text and its plots as Images in `tensorboard/report/` (step 0, replaced each time)."""
+def mirror_to_tensorboard(run_dir: Path, config: SearchConfig, text: str, plots: list[Path], imp: dict) -> Path:
+    """The report as Text and its plots as Images in `tensorboard/report/` (step 0, replaced each time),
+    and the HParams dashboard's default columns set by importance (`search.tensorboard.headline`)."""
     from search.runtime import import_tensorflow
 
     import_tensorflow()
-    from search.tensorboard import write_report
+    from search.tensorboard import headline, set_headline, write_report
 
     logdir = run_dir / runs.TENSORBOARD_DIR / PLOTS_DIR
     write_report(logdir, text, plots)
+    ranking = [r["dimension"] for r in imp["ranking"] if r["importance"] > 0]
+    set_headline(run_dir / runs.TENSORBOARD_DIR, headline(config.space, ranking))
     return logdir
 
 
-def report(run_dir: str | Path, fmt: str = "md", output: str | Path | None = None) -> Path:
-    """Write the report (md: report.md + PNGs + TensorBoard; csv/json: every trial). Returns the file."""
+def table(trials: list[dict], fmt: str) -> str:
+    """Every trial as CSV or JSON text (`rows`)."""
+    data = rows(trials)
+    if fmt == "json":
+        return json.dumps(data, indent=2, default=runs.jsonable) + "\n"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in data for k in row)))
+    writer.writeheader()
+    writer.writerows(data)
+    return buffer.getvalue()
+
+
+def _output(output: str | Path | None, default: Path) -> Path:
+    path = Path(output) if output else default
+    if not path.parent.is_dir():
+        raise UserError(f"-o {output}", "", f"expected a file in an existing directory ({path.parent} does not exist)")
+    return path
+
+
+def report(run_dir: str | Path, fmt: str = "md", output: str | Path | None = None) -> Path | None:
+    """Write the report (md: report.md + PNGs + TensorBoard; csv/json: every trial). Returns the file.
+
+    `output` "-" writes csv or json to standard output (and returns None); the markdown report has
+    PNG plots beside it, so it needs a file in a directory.
+    """
     run_dir = Path(run_dir)
+    if str(output) == "-" and fmt == "md":
+        raise UserError(
+            "-o -", "", "standard output takes --format csv or json; the md report writes PNG plots beside a file"
+        )
     config, trials = load_run(run_dir)
     if fmt in ("csv", "json"):
-        table = rows(trials)
-        path = Path(output) if output else run_dir / f"report.{fmt}"
-        if fmt == "json":
-            runs.write_json(path, table)
-        else:
-            keys = list(dict.fromkeys(k for row in table for k in row))
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(table)
-            runs.atomic_write(path, buffer.getvalue())
+        text = table(trials, fmt)
+        if str(output) == "-":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return None
+        path = _output(output, run_dir / f"report.{fmt}")
+        runs.atomic_write(path, text)
         return path
-    objective = config["tuner"]["objective"]
-    dims = searched_dims(config)
+    path = _output(output, run_dir / REPORT_FILE)
+    objective = config.tuner.objective
+    dims = config.space.searched()
     imp = importance(trials, dims, runs.direction(objective))
     plots = _plots(run_dir, config, trials, imp, dims, objective)
     text = markdown(run_dir, config, trials, imp, dims, plots)
-    path = Path(output) if output else run_dir / REPORT_FILE
     runs.atomic_write(path, text)
-    mirror_to_tensorboard(run_dir, text, plots)
+    mirror_to_tensorboard(run_dir, config, text, plots, imp)
     return path

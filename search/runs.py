@@ -44,10 +44,10 @@ def atomic_write(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    atomic_write(path, json.dumps(data, indent=2, default=_jsonable) + "\n")
+    atomic_write(path, json.dumps(data, indent=2, default=jsonable) + "\n")
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     if hasattr(value, "tolist"):

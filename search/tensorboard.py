@@ -30,8 +30,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
-from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+from tensorboard.plugins.hparams import metadata as hp_metadata
 from tensorboard.plugins.hparams import summary as hp_summary
+from tensorboard.plugins.hparams import summary_v2 as hp_summary_v2
 
 from hypermodels.space import Choice, Fixed, Range
 from hypermodels.spaces import condition_of
@@ -45,6 +47,11 @@ TRIAL_COLUMNS = (
     ("trial/failed", "failed", "1 when the latest round failed or diverged (the reason is in the Text tab)"),
 )
 UNITS = {"rotation_range": "°", "shear_range": "°"}
+# TensorBoard's HParams dashboard shows the first 5 hyperparameters as columns and hides the rest
+# until ticked; its backend orders them by (`differs` first, name). ktsearch marks as `differs` the
+# ones a reader came for (`headline`), so they are the ones shown, without renaming anything.
+SHOWN_BY_DEFAULT = 5
+FIRST_NUMERIC = ("schedule.initial_lr",)  # before any importance is known: the learning rate first
 
 
 def trial_dir(root: Path, trial_id: str) -> Path:
@@ -139,6 +146,30 @@ def experiment_metrics(objective: str, logged: tuple[str, ...]) -> list:
     return [best(objective), *columns, *(best(m) for m in others)]
 
 
+def headline(space, ranking: list[str] | None = None) -> list[str]:
+    """The searched dimensions the HParams dashboard shows by default (at most `SHOWN_BY_DEFAULT`).
+
+    The categorical choices (BatchNorm placement, schedule kind, ...), then the dimensions that
+    mattered most by the report's importance (`ranking`, most important first) or, before a
+    report exists, the learning rate and the others in config order.
+    """
+    searched = space.searched()
+    choices = [n for n in searched if isinstance(space.dims[n], Choice)]
+    ranked = [n for n in ranking or [] if n in searched]
+    order = [*choices, *ranked, *(n for n in FIRST_NUMERIC if n in searched), *searched]
+    return list(dict.fromkeys(order))[:SHOWN_BY_DEFAULT]
+
+
+def _mark_headline(summary_pb, names: list[str]) -> bytes:
+    """The experiment summary with `differs` set on exactly `names` (see `SHOWN_BY_DEFAULT`)."""
+    value = summary_pb.value[0]
+    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name in names
+    value.metadata.plugin_data.content = data.SerializeToString()
+    return summary_pb.SerializeToString()
+
+
 def _write(logdir: Path, fn) -> None:
     writer = tf.summary.create_file_writer(str(logdir))
     with writer.as_default():
@@ -148,10 +179,12 @@ def _write(logdir: Path, fn) -> None:
 
 def write_experiment(root: Path, space, objective: str, logged: tuple[str, ...], samples: np.ndarray | None) -> None:
     """The experiment-level HParams config (and the sample batch, un-augmented), at run start."""
-    hparams, metrics = experiment_hparams(space), experiment_metrics(objective, logged)
+    config = hp_summary_v2.hparams_config_pb(experiment_hparams(space), experiment_metrics(objective, logged))
+    config_pb = _mark_headline(config, headline(space))
 
     def body():
-        hp.hparams_config(hparams=hparams, metrics=metrics)
+        with tf.summary.experimental.summary_scope("hparams_config"):
+            tf.summary.experimental.write_raw_pb(config_pb, step=0)
         if samples is not None:
             tf.summary.image("augmentation/original", image_grid(samples)[None], step=0)
 
@@ -252,6 +285,40 @@ def write_report(logdir: Path, text: str, images: list[Path]) -> None:
             tf.summary.image(f"report/{path.stem}", image[None], step=0)
 
     _write(logdir, body)
+
+
+def set_headline(root: Path, names: list[str]) -> bool:
+    """Show `names` by default in the run's HParams dashboard (`ktsearch report`, by importance).
+
+    TensorBoard keeps the first experiment config it reads for a run, so the run's root event
+    files are rewritten: every event copied into a new file, the experiment's `differs` flags
+    set to `names`, then the old files removed. Returns False when the run has no experiment.
+    """
+    from tensorboard.compat.proto import event_pb2
+
+    old = sorted(p for p in Path(root).glob("*tfevents*") if p.is_file())
+    events, found = [], False
+    for path in old:
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.tag == hp_metadata.EXPERIMENT_TAG:
+                    summary = type(event.summary)(value=[value])
+                    value.CopyFrom(type(event.summary).FromString(_mark_headline(summary, names)).value[0])
+                    found = True
+            events.append(event.SerializeToString())
+    if not found:
+        return False
+    name = f"events.out.tfevents.{int(time.time())}.ktsearch-report.{len(old)}"
+    tmp = Path(root) / f".{name}.tmp"
+    with tf.io.TFRecordWriter(str(tmp)) as writer:
+        for event in events:
+            writer.write(event)
+    tmp.replace(Path(root) / name)
+    for path in old:
+        if path.name != name:
+            path.unlink(missing_ok=True)
+    return True
 
 
 def serve(logdir: Path, host: str, port: int) -> str:

@@ -31,7 +31,7 @@ def _output_dir(cfg, output_dir, overwrite: bool) -> Path:
 
 
 def _search_comparison(cfg, val_metrics: dict) -> dict:
-    prov = cfg.resolved["provenance"]
+    prov = cfg.provenance
     objective = prov.get("objective")
     if objective is None or prov.get("score") is None:
         return {}
@@ -68,29 +68,29 @@ def train(export, output_dir=None, *, epochs: int | None = None, overwrite: bool
 
     import_tensorflow()
     from search import data
+    from search.models import build_hypermodel
     from search.tensorboard import EpochCurves
-    from search.tuning import build_hypermodel
 
-    seed = cfg.resolved["seed"]
-    splits = data.load_splits(cfg.section("data"), seed)
+    seed = cfg.seed
+    splits = data.load_splits(cfg.data, seed)
     out.mkdir(parents=True, exist_ok=True)
 
     import keras
     import keras_tuner as kt
 
     keras.utils.set_random_seed(seed)
-    train_ds, val_ds, test_ds = data.to_datasets(splits, cfg.section("data")["batch_size"], seed)
-    hypermodel = build_hypermodel(cfg, splits)
+    train_ds, val_ds, test_ds = data.to_datasets(splits, cfg.data.batch_size, seed)
+    hypermodel = build_hypermodel(cfg, splits.input_shape, splits.num_classes)
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
-    es = cfg.section("early_stopping")
+    es = cfg.early_stopping
     callbacks = [
         keras.callbacks.EarlyStopping(
-            es["monitor"], min_delta=es["min_delta"], patience=es["patience"], restore_best_weights=True
+            es.monitor, min_delta=es.min_delta, patience=es.patience, restore_best_weights=True
         ),
         EpochCurves(out / runs.TENSORBOARD_DIR),
     ]
-    n_epochs = epochs or cfg.section("training")["epochs"]
+    n_epochs = epochs or cfg.training.epochs
     history = hypermodel.fit(
         hp,
         model,

@@ -10,10 +10,12 @@ from typing import Any
 import yaml
 
 from search import distributed, runs
-from search.config import Config, dump_yaml, load_config, parse_overrides
+from search.config import SearchConfig, dump_yaml, load_config, parse_overrides
+from search.context import SearchRun
 from search.distributed import Role
-from search.errors import SearchStopped, UserError
+from search.errors import FailureLimitReached, SearchStopped, UserError
 from search.lock import run_lock
+from search.plan import make_plan
 
 SAMPLE_IMAGES = 16
 RESUME_IGNORES = ("name", "results_dir", "distribution")  # where and on what a run runs, not what it searches
@@ -37,7 +39,7 @@ def _comparable(resolved: dict) -> dict:
     return out
 
 
-def check_run_dir(config: Config, overwrite: bool) -> str:
+def check_run_dir(config: SearchConfig, overwrite: bool) -> str:
     """'new', 'resume' or 'overwrite' for the config's run dir; UserError when it must be refused."""
     run_dir = config.run_dir
     if not run_dir.exists():
@@ -54,7 +56,7 @@ def check_run_dir(config: Config, overwrite: bool) -> str:
     if overwrite:
         return "overwrite"
     saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}
-    diff = _first_difference(_comparable(saved), _comparable(config.resolved))
+    diff = _first_difference(_comparable(saved), _comparable(config.to_dict()))
     if diff:
         key, old, new = diff
         raise UserError(
@@ -66,17 +68,17 @@ def check_run_dir(config: Config, overwrite: bool) -> str:
     return "resume"
 
 
-def prepare_run_dir(config: Config, mode: str) -> None:
+def prepare_run_dir(config: SearchConfig, mode: str) -> None:
     if mode == "overwrite":
         shutil.rmtree(config.run_dir)
     config.run_dir.mkdir(parents=True, exist_ok=True)
     if mode != "resume":
-        runs.atomic_write(config.run_dir / runs.CONFIG_FILE, dump_yaml(config.resolved))
+        runs.atomic_write(config.run_dir / runs.CONFIG_FILE, dump_yaml(config.to_dict()))
 
 
-def summarize(config: Config) -> dict:
+def summarize(config: SearchConfig) -> dict:
     """summary.json: every trial with its status, score, epochs and hyperparameters."""
-    objective = config.section("tuner")["objective"]
+    objective = config.tuner.objective
     trials = runs.read_trials(config.run_dir)
     best = runs.best_trial(trials, objective)
     summary = {
@@ -139,7 +141,6 @@ def tune(
     if role.kind == "worker":
         return _work(cfg, role, log, threads, config)
     mode = check_run_dir(cfg, overwrite)
-    from search.plan import make_plan
     from search.progress import Progress
 
     plan = make_plan(cfg)
@@ -159,14 +160,15 @@ def tune(
             f"{'resuming' if mode == 'resume' else 'starting'} run {cfg.run_dir} "
             f"({sizes['train']} train / {sizes['validation']} validation images, {splits.num_classes} classes)"
         )
-        _search(cfg, splits, strategy, mode, log, role, config, progress, keras_verbose)
+        run = SearchRun(cfg, mode, role, config, log, progress, strategy=strategy, keras_verbose=keras_verbose)
+        _search(run, splits)
     progress.close()
     summary = summarize(cfg)
     log(final_report(cfg, summary))
     return summary
 
 
-def _load_data(cfg: Config, role: Role, threads: int | None, log: Callable[[str], None]):
+def _load_data(cfg: SearchConfig, role: Role, threads: int | None, log: Callable[[str], None]):
     """TensorFlow (threads set), the data splits and the configured distribution strategy (None: one device)."""
     from search.runtime import import_tensorflow
 
@@ -180,11 +182,11 @@ def _load_data(cfg: Config, role: Role, threads: int | None, log: Callable[[str]
             raise UserError("--threads", "", "TensorFlow is already running in this process; set it once") from None
     from search import data, tuners
 
-    splits = data.load_splits(cfg.section("data"), cfg.resolved["seed"])
+    splits = data.load_splits(cfg.data, cfg.seed)
     return splits, None if role.kind == "chief" else tuners.strategy(cfg, log)  # the chief trains nothing
 
 
-def _work(cfg: Config, role: Role, log: Callable[[str], None], threads: int | None, source) -> dict:
+def _work(cfg: SearchConfig, role: Role, log: Callable[[str], None], threads: int | None, source) -> dict:
     """A worker: wait for the chief, check that both run the same search, run trials until told to stop."""
     distributed.wait_for_chief(role, log)
     saved_file = cfg.run_dir / runs.CONFIG_FILE
@@ -196,14 +198,14 @@ def _work(cfg: Config, role: Role, log: Callable[[str], None], threads: int | No
             "the same results directory, shared, at the same path, and the same --name)",
         )
     saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}
-    diff = _first_difference(_comparable(saved), _comparable(cfg.resolved))
+    diff = _first_difference(_comparable(saved), _comparable(cfg.to_dict()))
     if diff:
         key, old, new = diff
         raise UserError(str(cfg.source), key, f"the chief's run has {old!r}, this worker's config gives {new!r}")
     splits, strategy = _load_data(cfg, role, threads, log)
     log(f"worker {role.worker_id}: running trials of {cfg.run_dir} for the chief at {role.address}")
     try:
-        tuner = _search(cfg, splits, strategy, "resume", log, role, source)
+        tuner = _search(SearchRun(cfg, "resume", role, source, log, strategy=strategy), splits)
     except distributed.search_over_error() as e:  # the chief is gone: the search ended while away, or it crashed
         if not e.done:
             raise SearchStopped(f"worker {role.worker_id}: {e} at {role.address}") from None
@@ -216,87 +218,52 @@ def _work(cfg: Config, role: Role, log: Callable[[str], None], threads: int | No
     return {"worker": role.worker_id, "completed": tuner.completed}
 
 
-def _search(
-    cfg: Config,
-    splits,
-    strategy,
-    mode: str,
-    log: Callable[[str], None],
-    role: Role,
-    source,
-    progress=None,
-    keras_verbose: int = 0,
-):
+def _search(run: SearchRun, splits):
+    """Build the tuner over the run's HyperModel and run the search (or serve it, as the chief)."""
     import keras
 
     from search import data, tensorboard, tuners
+    from search.models import build_hypermodel
 
-    keras.utils.set_random_seed(cfg.resolved["seed"])
-    train_ds, val_ds, _ = data.to_datasets(splits, cfg.section("data")["batch_size"], cfg.resolved["seed"])
-    hypermodel = build_hypermodel(cfg, splits)
-    samples = splits.x_train[:SAMPLE_IMAGES]  # the same images in every trial's augmentation grid
-    if mode != "resume":  # one experiment config per run; a resumed run keeps its own
-        objective = cfg.section("tuner")["objective"]
-        tb_root = cfg.run_dir / runs.TENSORBOARD_DIR
-        tensorboard.write_experiment(tb_root, cfg.space, objective, hypermodel.logged_metrics, samples)
-    tuner = tuners.build_tuner(
-        cfg, hypermodel, log=log, samples=samples, role=role, distribution_strategy=strategy, progress=progress
-    )
-    if progress is not None:
-        progress.restart()  # elapsed and ETA count the search, not imports and data loading
+    cfg = run.config
+    keras.utils.set_random_seed(cfg.seed)
+    train_ds, val_ds, _ = data.to_datasets(splits, cfg.data.batch_size, cfg.seed)
+    hypermodel = build_hypermodel(cfg, splits.input_shape, splits.num_classes)
+    run.samples = splits.x_train[:SAMPLE_IMAGES]  # the same images in every trial's augmentation grid
+    if run.mode != "resume":  # one experiment config per run; a resumed run keeps its own
+        logged = hypermodel.logged_metrics
+        tensorboard.write_experiment(run.tensorboard_root, cfg.space, cfg.tuner.objective, logged, run.samples)
+    tuner = tuners.build_tuner(run, hypermodel)
+    if run.progress is not None:
+        run.progress.restart()  # elapsed and ETA count the search, not imports and data loading
     try:
-        if role.kind == "chief":
-            hint = _worker_command(cfg, source)
-            ran = distributed.serve(tuner, role, log, cfg.section("distribution")["worker_timeout"], hint)
+        if run.role.kind == "chief":
+            hint = _worker_command(cfg, run.source)
+            ran = distributed.serve(tuner, run.role, run.log, cfg.distribution.worker_timeout, hint)
             done = ", ".join(f"{worker} {len(ids)}" for worker, ids in sorted(ran.items())) or "none"
-            log(f"trials completed per worker: {done}")
+            run.log(f"trials completed per worker: {done}")
         else:
             tuner.search(
                 train_ds,
                 validation_data=val_ds,
-                epochs=cfg.section("tuner")["max_epochs"],
+                epochs=cfg.tuner.max_epochs,
                 callbacks=tuners.search_callbacks(cfg),
-                verbose=keras_verbose,
+                verbose=run.keras_verbose,
                 shuffle=False,  # the dataset reshuffles itself
             )
-        tuner.prune_checkpoints(search_over=True)
-        if tuner.pool is not None and tuner.pool.adopted:
-            log(f"{tuner.pool.reused} of {tuner.pool.adopted} trials reused a compiled model (tuner.reuse_models)")
-        return tuner
-    except RuntimeError as e:  # KerasTuner's consecutive-failure limit
-        if "consecutive failures" not in str(e):
-            raise
-        log(final_report(cfg, summarize(cfg)))
-        limit = cfg.section("tuner")["max_consecutive_failed_trials"]
-        raise SearchStopped(
-            f"search stopped: {limit} trials in a row failed (tuner.max_consecutive_failed_trials); "
-            f"the results so far are kept in {cfg.run_dir}"
-        ) from None
+    except FailureLimitReached as e:
+        run.log(final_report(cfg, summarize(cfg)))
+        raise FailureLimitReached(f"{e}; the results so far are kept in {cfg.run_dir}") from None
+    tuner.prune_checkpoints(search_over=True)
+    if tuner.pool is not None and tuner.pool.adopted:
+        run.log(f"{tuner.pool.reused} of {tuner.pool.adopted} trials reused a compiled model (tuner.reuse_models)")
+    return tuner
 
 
-def _worker_command(cfg: Config, source) -> str:
+def _worker_command(cfg: SearchConfig, source) -> str:
     config = _shell_path(Path(source)) if isinstance(source, (str, Path)) else "CONFIG"
-    flags = f" --name {cfg.name} --results-dir {_shell_path(Path(cfg.resolved['results_dir']))}"
+    flags = f" --name {cfg.name} --results-dir {_shell_path(Path(cfg.results_dir))}"
     return f"ktsearch tune {config}{flags} --worker --oracle {{ADDRESS}}"
-
-
-def build_hypermodel(cfg: Config, splits):
-    """The configured HyperModel for these splits (search and train share this)."""
-    from hypermodels import registry
-
-    hm = cfg.section("hypermodel")
-    cls = registry.resolve(hm["name"])
-    # Keras's multi-batch loop fails under MirroredStrategy (keras-team/keras#19246): one batch per call there.
-    mirrored = (cfg.resolved.get("distribution") or {}).get("strategy") == "mirrored"
-    return cls(
-        splits.input_shape,
-        splits.num_classes,
-        cfg.space,
-        optimizer=hm["optimizer"],
-        steps_per_execution=1 if mirrored else hm["steps_per_execution"],
-        lr_horizon=cfg.lr_horizon,
-        seed=cfg.resolved["seed"],
-    )
 
 
 def _shell_path(path: Path) -> str:
@@ -308,7 +275,7 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def final_report(cfg: Config, summary: dict) -> str:
+def final_report(cfg: SearchConfig, summary: dict) -> str:
     trials = summary["trials"]
     done = sum(t["status"] == "COMPLETED" for t in trials)
     lines = [f"search finished: {done} of {len(trials)} trials completed"]

@@ -60,10 +60,10 @@ def _epoch_times(space: dict, splits, keras_op: bool = False) -> list[float]:
 
 def main() -> None:
     import_tensorflow()
-    from search.config import DEFAULTS
+    from search.config import DataConfig
     from search.data import load_splits
 
-    splits = load_splits({**DEFAULTS["data"], "source": "mnist5k"}, seed=1)
+    splits = load_splits(DataConfig(source="mnist5k"), seed=1)
     off = statistics.median(_epoch_times({}, splits))
     on = statistics.median(_epoch_times({"augmentation": CLASSIC}, splits))
     op = statistics.median(_epoch_times({"augmentation": CLASSIC}, splits, keras_op=True))

@@ -63,10 +63,10 @@ def _fit(splits, autotune: bool) -> tuple[list[float], list[float]]:
 
 def main() -> None:
     import_tensorflow()
-    from search.config import DEFAULTS
+    from search.config import DataConfig
     from search.data import load_splits
 
-    splits = load_splits({**DEFAULTS["data"], "source": "mnist5k"}, seed=1)
+    splits = load_splits(DataConfig(source="mnist5k"), seed=1)
     results: dict[str, tuple[list[float], list[float]]] = {"autotune on": ([], []), "autotune off": ([], [])}
     for i in range(REPEATS):
         for name in sorted(results, reverse=i % 2 == 1):

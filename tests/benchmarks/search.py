@@ -42,26 +42,26 @@ def plain_search(config_path: str, directory: str, seed: str) -> dict:
 
     from hypermodels import registry
     from search.data import load_splits
-    from search.tuners import oracle_seed
+    from search.seeding import oracle_seed
 
-    seed = cfg.resolved["seed"]
+    seed = cfg.seed
     keras.utils.set_random_seed(seed)
-    splits = load_splits(cfg.section("data"), seed)
-    t, es, hm = cfg.section("tuner"), cfg.section("early_stopping"), cfg.section("hypermodel")
-    hypermodel = registry.resolve(hm["name"])(
+    splits = load_splits(cfg.data, seed)
+    t, es, hm = cfg.tuner, cfg.early_stopping, cfg.hypermodel
+    hypermodel = registry.resolve(hm.name)(
         splits.input_shape,
         splits.num_classes,
         cfg.space,
-        optimizer=hm["optimizer"],
+        optimizer=hm.optimizer,
         lr_horizon=cfg.lr_horizon,
         seed=seed,
     )
     tuner = kt.Hyperband(
         hypermodel,
-        objective=t["objective"],
-        max_epochs=t["max_epochs"],
-        factor=t["factor"],
-        hyperband_iterations=t["hyperband_iterations"],
+        objective=t.objective,
+        max_epochs=t.max_epochs,
+        factor=t.factor,
+        hyperband_iterations=t.hyperband_iterations,
         seed=oracle_seed(seed),
         directory=directory,
         project_name="plain",
@@ -69,11 +69,11 @@ def plain_search(config_path: str, directory: str, seed: str) -> dict:
     tuner.search(
         splits.x_train,
         splits.y_train,
-        batch_size=cfg.section("data")["batch_size"],
-        epochs=t["max_epochs"],
+        batch_size=cfg.data.batch_size,
+        epochs=t.max_epochs,
         validation_data=(splits.x_val, splits.y_val),
         callbacks=[
-            keras.callbacks.EarlyStopping(monitor=es["monitor"], patience=es["patience"], min_delta=es["min_delta"]),
+            keras.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience, min_delta=es.min_delta),
             keras.callbacks.TensorBoard(str(Path(directory) / "logs")),
         ],
         verbose=0,

@@ -363,6 +363,28 @@ CASES = [
     ("report-not-a-run", {}, ["report", "configs"], ["configs", "expected a run directory with config.yaml"]),
     ("report-bad-format", {}, ["report", "configs", "--format", "xlsx"], ["--format", "invalid choice"]),
     (
+        "report-md-to-stdout",
+        {},
+        ["report", "configs", "-o", "-"],
+        ["-o -", "standard output takes --format csv or json"],
+    ),
+    (
+        "report-output-dir-missing",
+        {"results/empty": _run_without_trials},
+        ["report", "results/empty", "--format", "csv", "-o", "nodir/t.csv"],
+        ["-o nodir/t.csv", "nodir does not exist"],
+    ),
+    (
+        "validate-export-with-a-range",
+        {
+            "e.yaml": (CONFIGS / "seed_recipe.yaml")
+            .read_text()
+            .replace("rotation_range: 30", "rotation_range: {min: 0, max: 30}")
+        },
+        ["validate", "e.yaml"],
+        ["e.yaml", "hyperparameters.augmentation.rotation_range", "expected a fixed value in an export"],
+    ),
+    (
         "tensorboard-bad-port",
         {"results/empty": _run_without_trials},
         ["tensorboard", "results/empty", "--port", "70000"],

@@ -45,6 +45,16 @@ def test_validate_prints_the_resolved_space(workdir):
     assert not (workdir / "results").exists()
 
 
+def test_validate_checks_an_export_too(workdir):
+    proc = run_cli("validate", "configs/seed_recipe.yaml", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "an export: train it with ktsearch train configs/seed_recipe.yaml" in proc.stdout
+    assert "training: 20 epochs" in proc.stdout
+    assert "augmentation.rotation_range" in proc.stdout and "fixed 30" in proc.stdout
+    assert "batchnorm.placement" in proc.stdout and "fixed after_activation" in proc.stdout
+    assert not (workdir / "results").exists()
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from search.config import DEFAULTS
+from search.config import DataConfig
 from search.data import load_splits, mnist5k_path
 from search.errors import UserError
 
 
 def _cfg(**kw):
-    return {**DEFAULTS["data"], **kw}
+    return DataConfig(**kw)
 
 
 def test_digits_splits_are_deterministic_stratified_and_disjoint():

@@ -111,3 +111,16 @@ def test_report_tables_hold_every_trial(smoke_run, fmt):
         assert str(row["epochs_run"]) == str(trial["epochs_run"])
         assert str(row["hp.batchnorm.placement"]) == str(trial["hyperparameters"]["batchnorm.placement"])
         assert "metric.val_accuracy" in row and "metric.loss" in row
+
+
+@pytest.mark.slow
+def test_report_table_to_standard_output(smoke_run, tmp_path):
+    proc = run_cli("report", str(smoke_run), "--format", "json", "-o", "-", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    table = json.loads(proc.stdout)
+    summary = json.loads((smoke_run / "summary.json").read_text())
+    assert [row["trial_id"] for row in table] == [t["trial_id"] for t in summary["trials"]]
+    proc = run_cli("report", str(smoke_run), "--format", "csv", "-o", "-", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.splitlines()[0].startswith("trial_id,status,score")
+    assert len(proc.stdout.splitlines()) == len(table) + 1
+    assert not any(tmp_path.iterdir()) and not (smoke_run / "-").exists()  # no file named "-"

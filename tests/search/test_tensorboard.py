@@ -179,3 +179,57 @@ def test_tensorboard_command_rejects_a_missing_run(tmp_path):
     proc = run_cli("tensorboard", "results/none", cwd=tmp_path)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "results/none" in proc.stderr
+
+
+def _shown_first(tb) -> list[str]:
+    """The hyperparameters TensorBoard's HParams dashboard shows by default: it orders the backend's list
+    (already sorted by `differs` first, then name) by `differs` and ticks the first 5."""
+    infos = tb.post("/data/plugin/hparams/experiment", {"experimentName": ""})["hparamInfos"]
+    shown = [h for h in infos if h.get("differs")]
+    assert infos[: len(shown)] == shown, "the backend must list the shown ones first"
+    return [h["name"] for h in shown[:5]]
+
+
+def test_dashboard_opens_on_the_choices_and_the_learning_rate(tmp_path):
+    from hypermodels import registry
+    from hypermodels.spaces import SearchSpace
+    from search.tensorboard import write_experiment
+
+    raw = {
+        "augmentation": {n: {"min": 0, "max": 0.2} for n in ("width_shift_range", "height_shift_range", "zoom_range")},
+        "batchnorm": {"placement": {"choice": ["none", "after_activation"]}},
+        "schedule": {"kind": {"choice": ["constant", "cosine"]}, "initial_lr": {"min": 1e-4, "max": 1e-2}},
+    }
+    raw["augmentation"]["rotation_range"] = {"min": 0, "max": 30}
+    write_experiment(
+        tmp_path, SearchSpace(raw, registry.model_space("cnn")), "val_accuracy", ("loss", "accuracy"), None
+    )
+    with tensorboard_server(tmp_path) as tb:
+        shown = _shown_first(tb)
+    # Alphabetically, the four augmentation strengths and zoom would fill the view; the choices and the rate do not.
+    assert set(shown) == {
+        "batchnorm.placement",
+        "schedule.kind",
+        "schedule.initial_lr",
+        "augmentation.rotation_range",
+        "augmentation.width_shift_range",
+    }
+
+
+def test_report_puts_the_most_important_dimensions_in_the_dashboard(smoke_run, tmp_path):
+    from search.report import importance, load_run
+    from search.tensorboard import headline
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    proc = run_cli("report", str(run), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    config, trials = load_run(run)
+    imp = importance(trials, config.space.searched(), "max")
+    expected = headline(config.space, [r["dimension"] for r in imp["ranking"] if r["importance"] > 0])
+    choices = ["augmentation.shear_range", "batchnorm.placement", "schedule.kind"]
+    assert expected[:3] == choices and len(expected) == 5
+    assert len(list((run / "tensorboard").glob("*tfevents*"))) == 1  # rewritten, not stacked
+    with tensorboard_server(run / "tensorboard") as tb:
+        assert set(_shown_first(tb)) == set(expected)
+        assert "augmentation/original" in tb.get("/data/plugin/images/tags")["."]  # the rest of the file kept

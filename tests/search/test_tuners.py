@@ -5,10 +5,15 @@ import keras_tuner as kt
 import numpy as np
 
 from hypermodels.cnn import CNNHyperModel
+from hypermodels.private_api import seed_keras
 from hypermodels.spaces import CNN_MODEL, SearchSpace
-from search.config import DEFAULTS
+from search.config import DataConfig, load_config
+from search.context import SearchRun
 from search.data import load_splits, to_datasets
-from search.tuners import ModelPool, RandomTuner, oracle_seed, seed_keras
+from search.distributed import Role
+from search.pool import ModelPool
+from search.seeding import oracle_seed
+from search.tuners import RandomTuner
 
 SPACE = {"augmentation": {"rotation_range": {"min": 0, "max": 30}, "zoom_range": {"min": 0, "max": 0.2}}}
 
@@ -61,7 +66,7 @@ def test_graph_key_ignores_runtime_values_and_keeps_structural_ones():
 
 
 def test_a_trial_trained_in_a_reused_model_trains_exactly_as_in_a_fresh_one():
-    splits = load_splits({**DEFAULTS["data"], "source": "digits"}, seed=1)
+    splits = load_splits(DataConfig(source="digits"), seed=1)
     hm = CNNHyperModel(splits.input_shape, splits.num_classes, POOL_SPACE, lr_horizon=2, seed=0)
     first = _hp(hm, **{"augmentation.rotation_range": 25.0, "batchnorm.placement": "after_activation"})
     second = _hp(
@@ -114,7 +119,7 @@ def test_pool_keeps_at_most_size_models_and_drops_the_least_recently_used():
 
 
 def test_steps_per_execution_gives_the_same_training():
-    splits = load_splits({**DEFAULTS["data"], "source": "digits"}, seed=1)
+    splits = load_splits(DataConfig(source="digits"), seed=1)
     histories = []
     for steps in (1, 8):
         hm = CNNHyperModel(
@@ -146,10 +151,11 @@ def test_trial_seeding_builds_the_weights_keras_seeding_builds():
 
 def test_models_built_outside_a_trial_do_not_come_from_the_pool(tmp_path):
     hm = CNNHyperModel((8, 8, 1), 10, POOL_SPACE)
-    tuner = RandomTuner(
-        hypermodel=hm, objective="val_accuracy", max_trials=1, directory=str(tmp_path), project_name="p", reuse_models=2
+    run = SearchRun(
+        load_config({"name": "p", "results_dir": str(tmp_path), "tuner": {"reuse_models": 2}}), "new", Role()
     )
+    tuner = RandomTuner(hypermodel=hm, objective="val_accuracy", max_trials=1, directory=str(tmp_path), run=run)
     hp = _hp(hm, **{"batchnorm.placement": "none"})
     # KerasTuner's load_model / get_best_models build through _try_build: each must get its own model
-    assert tuner._try_build(hp) is not tuner._try_build(hp)
+    assert tuner.build_trial_model(hp) is not tuner.build_trial_model(hp)
     assert tuner.pool.adopted == 0

@@ -1,0 +1,363 @@
+"""Every use ktsearch makes of a private Keras or KerasTuner API, and nothing else.
+
+Pinned to the versions ktsearch installs: Keras 3.15 (``keras/src/...``) and KerasTuner 1.4.8
+(``keras_tuner/src/...``); each entry names the file it depends on and why no public API does.
+An upgrade that removes or renames one of them fails `tests/hypermodels/test_private_api.py`
+with a message naming the attribute (`check()` lists the problems), instead of a search that
+breaks halfway. Everything else in ktsearch uses public names only.
+
+This module sits in `hypermodels`, the bottom layer, so that both packages can use it (imports
+flow `search` -> `hypermodels`). Importing it imports Keras and KerasTuner (TensorFlow);
+the gRPC pieces load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+
+import keras
+import keras_tuner as kt
+
+KERAS_PINNED = "3.15"
+KERAS_TUNER_PINNED = "1.4.8"
+
+# (module, attribute) pairs this module reaches; `check()` proves each still exists.
+REQUIRED = (
+    ("keras.src.backend.common.global_state", "set_global_attribute"),
+    ("keras.src.utils.rng_utils", "GLOBAL_RANDOM_SEED"),
+    ("keras.src.random.seed_generator", "GLOBAL_SEED_GENERATOR"),
+    ("keras.src.optimizers.adam", "Adam._get_variable_index"),
+    ("keras.src.optimizers.adam", "Adam.build"),
+    ("keras_tuner.src.config", "DEBUG"),
+    ("keras_tuner.src.utils", "save_json"),
+    ("keras_tuner.src.engine.stateful", "Stateful.save"),
+    ("keras_tuner.src.engine.oracle", "LOCKS"),
+    ("keras_tuner.src.engine.oracle", "THREADS"),
+    ("keras_tuner.src.engine.oracle", "Oracle._check_consecutive_failures"),
+    ("keras_tuner.src.engine.tuner", "Tuner._try_build"),
+    ("keras_tuner.src.engine.tuner", "Tuner._build_hypermodel"),
+    ("keras_tuner.src.engine.tuner", "Tuner._build_and_fit_model"),
+    ("keras_tuner.src.engine.tuner", "Tuner._configure_tensorboard_dir"),
+    ("keras_tuner.src.engine.tuner", "Tuner._get_checkpoint_fname"),
+    ("keras_tuner.src.engine.tuner_utils", "SaveBestEpoch._save_model"),
+    ("keras_tuner.src.engine.conditions", "Parent.to_proto"),
+    ("keras_tuner.src.protos", "get_proto"),
+    ("keras_tuner.src.protos", "get_service"),
+    ("keras_tuner.src.protos", "get_service_grpc"),
+    ("keras_tuner.src.distribute.oracle_chief", "OracleServicer"),
+    ("keras_tuner.src.distribute.oracle_client", "OracleClient"),
+)
+# Instance attributes, checked on real objects by the test (they do not exist on the classes).
+REQUIRED_INSTANCE = {
+    "keras.optimizers.Adam (built)": ("_momentums", "_velocities"),
+    "keras.optimizers.SGD (built, momentum > 0)": ("momentums",),
+    "keras_tuner Oracle": ("_retry_queue", "_project_dir"),
+    "keras_tuner HyperbandOracle": ("_brackets",),
+    "keras_tuner OracleClient": ("_oracle", "stub"),
+    "keras_tuner OracleServicer": ("stop_triggered",),
+}
+
+
+def check() -> list[str]:
+    """Private names this module needs that the installed Keras/KerasTuner lack (empty: all there)."""
+    problems = []
+    for module_name, path in REQUIRED:
+        try:
+            obj = importlib.import_module(module_name)
+        except ImportError as e:
+            problems.append(f"{module_name}: cannot import ({e})")
+            continue
+        for part in path.split("."):
+            if not hasattr(obj, part):
+                problems.append(
+                    f"{module_name}.{path}: missing (ktsearch pins Keras {KERAS_PINNED}, KerasTuner "
+                    f"{KERAS_TUNER_PINNED}; installed Keras {keras.__version__}, KerasTuner {kt.__version__})"
+                )
+                break
+            obj = getattr(obj, part)
+    return problems
+
+
+# -- Keras ------------------------------------------------------------------------------
+
+
+def seed_keras(seed: int) -> None:
+    """`keras.utils.set_random_seed` without its `tf.random.set_seed`.
+
+    Setting TensorFlow's global seed also clears TensorFlow's kernel caches, so every compiled
+    model re-creates its kernels on its next run (about 0.4 s a trial for the default CNN on
+    2 CPU cores, with a reused model). Keras's layers, initializers and `keras.random` draw
+    from Keras's own seed state, Python's `random` and NumPy, which this sets as Keras does
+    (``keras/src/utils/rng_utils.py::set_random_seed``, minus its TensorFlow call); ktsearch's
+    tf.data pipelines carry their own seeds. No public API sets Keras's seed alone.
+    """
+    import random
+
+    import numpy as np
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def adam_slots(optimizer: keras.optimizers.Adam, variable) -> tuple:
+    """(first moment, second moment) of `variable` in a built Adam.
+
+    ``keras/src/optimizers/adam.py``: `build` keeps them in `_momentums`/`_velocities`,
+    indexed by `_get_variable_index`; Keras has no public accessor for an optimizer's slots.
+    """
+    index = optimizer._get_variable_index(variable)
+    return optimizer._momentums[index], optimizer._velocities[index]
+
+
+def sgd_momentum(optimizer: keras.optimizers.SGD, variable):
+    """The momentum slot of `variable` in a built SGD (``keras/src/optimizers/sgd.py``: `momentums`)."""
+    return optimizer.momentums[optimizer._get_variable_index(variable)]
+
+
+# -- KerasTuner: process-wide settings ----------------------------------------------------
+
+
+def set_debug(enabled: bool) -> None:
+    """KerasTuner prints every failed trial's traceback to stderr unless ``keras_tuner/src/config.py``'s
+    `DEBUG` is off (no public switch). ktsearch prints one line per trial and keeps the traceback
+    in trial.json; KTSEARCH_DEBUG=1 turns KerasTuner's printing back on."""
+    from keras_tuner.src import config
+
+    config.DEBUG = enabled
+
+
+def route_json_writes(write: Callable[[str, str], None]) -> None:
+    """Send KerasTuner's JSON writes (oracle.json, every trial.json) through `write(path, text)`.
+
+    KerasTuner rewrites them in place (``keras_tuner/src/utils.py::save_json``), so a kill -9 in
+    the middle of a write leaves a truncated file the next run cannot reload. `Stateful.save`
+    (``keras_tuner/src/engine/stateful.py``) looks the function up on the module at call time,
+    so replacing it covers every write; ktsearch routes it through temp file + rename.
+    """
+    import json
+
+    from keras_tuner.src import utils
+
+    def save_json(path, obj) -> str:
+        text = json.dumps(obj)
+        write(path, text)
+        return text
+
+    utils.save_json = save_json
+
+
+def quiet_conditions() -> None:
+    """KerasTuner 1.4.8's ``keras_tuner/src/engine/conditions.py::Parent.to_proto`` prints its first
+    value on every call (a debug print left in): every trial sent between chief and workers would
+    print a line per condition. The same conversion, without the print."""
+    from keras_tuner.src.engine import conditions
+
+    proto = protos().proto
+
+    def to_proto(self):
+        first = self.values[0]
+        field = (
+            "string_value"
+            if isinstance(first, str)
+            else "boolean_value"
+            if isinstance(first, bool)
+            else "int_value"
+            if isinstance(first, int)
+            else "float_value"
+        )
+        values = [proto.Value(**{field: v}) for v in self.values]
+        return proto.Condition(parent=proto.Condition.Parent(name=self.name, values=values))
+
+    conditions.Parent.to_proto = to_proto
+
+
+# -- KerasTuner: the tuner's hooks ----------------------------------------------------------
+
+
+def _save_best_epoch():
+    from keras_tuner.src.engine import tuner_utils
+
+    return tuner_utils.SaveBestEpoch
+
+
+class DeferredBestEpoch(_save_best_epoch()):
+    """KerasTuner's best-epoch checkpoint (``keras_tuner/src/engine/tuner_utils.py::SaveBestEpoch``),
+    written once when training ends instead of at every improving epoch.
+
+    `SaveBestEpoch` writes through its private `_save_model` whenever the objective improves
+    (about 90 ms a write for the default CNN on 2 cores, most epochs of a short trial). This keeps
+    the best epoch's weights in memory and writes the same file, with the same weights, once in
+    `on_train_end` (also after EarlyStopping or TerminateOnNaN), if `holds()` (a distributed
+    worker whose trial was handed on writes nothing).
+    """
+
+    def __init__(self, objective, filepath, holds: Callable[[], bool] | None = None):
+        super().__init__(objective, filepath)
+        self.holds = holds or (lambda: True)
+
+    def on_train_begin(self, logs=None):
+        self._best = None
+
+    def _save_model(self):
+        self._best = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self._best is None or not self.holds():
+            return
+        last = self.model.get_weights()
+        self.model.set_weights(self._best)
+        super()._save_model()
+        self.model.set_weights(last)
+
+
+class TunerHooks:
+    """A KerasTuner `Tuner` mixin: its private per-trial steps, as hooks with names of ours.
+
+    ``keras_tuner/src/engine/tuner.py`` (1.4.8) runs a trial as `run_trial` -> `_build_and_fit_model`
+    -> `_try_build` (`clear_session()`, `gc.collect()`, `_build_hypermodel`) and points TensorBoard
+    callbacks at a directory in `_configure_tensorboard_dir`, adding a second HParams writer; none
+    of these has a public override point. A subclass implements:
+
+    * `build_trial_model(hp)`: the model of a trial (default: KerasTuner's own `_try_build`);
+    * `checkpoint_holds(trial_id)`: whether to write the trial's best-epoch checkpoint;
+    * `configure_trial_callbacks(callbacks, trial)`: replaces KerasTuner's TensorBoard step.
+    """
+
+    def _try_build(self, hp):
+        return self.build_trial_model(hp)
+
+    def build_trial_model(self, hp):
+        return super()._try_build(hp)
+
+    def build_model_in_scope(self, hp):
+        """`HyperModel.build(hp)` under the tuner's distribution strategy, without KerasTuner's session reset."""
+        return self._build_hypermodel(hp)
+
+    def checkpoint_holds(self, trial_id: str) -> bool:
+        return True
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        save_best = _save_best_epoch()
+        holds = lambda: self.checkpoint_holds(trial.trial_id)  # noqa: E731
+        kwargs["callbacks"] = [
+            DeferredBestEpoch(c.objective, c.filepath, holds) if type(c) is save_best else c
+            for c in kwargs.get("callbacks", [])
+        ]
+        return super()._build_and_fit_model(trial, *args, **kwargs)
+
+    def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
+        self.configure_trial_callbacks(callbacks, trial)
+
+    def configure_trial_callbacks(self, callbacks, trial) -> None:
+        pass
+
+    def checkpoint_path(self, trial_id: str) -> str:
+        return self._get_checkpoint_fname(trial_id)
+
+
+# -- KerasTuner: oracles ----------------------------------------------------------------------
+
+
+def brackets_in_progress(oracle) -> list:
+    """Hyperband's brackets still running (``keras_tuner/src/tuners/hyperband.py``: `_brackets`;
+    `[]` for other oracles): read only, to keep the checkpoints a continuation will start from."""
+    return getattr(oracle, "_brackets", [])
+
+
+def retry_queue(oracle) -> list:
+    """The oracle's queue of trial ids to hand out again (``keras_tuner/src/engine/oracle.py``:
+    `_retry_queue`, KerasTuner's mechanism for trials interrupted by a chief restart)."""
+    return oracle._retry_queue
+
+
+def project_dir(oracle) -> str:
+    """The oracle's project directory (``oracle.py``: `_project_dir`, set by `_set_project_dir`)."""
+    return oracle._project_dir
+
+
+def release_lock(oracle) -> None:
+    """Free the oracle's lock if this thread holds it.
+
+    ``keras_tuner/src/engine/oracle.py::synchronized`` (1.4.8) releases `LOCKS[oracle]` only when
+    the call returns: an error raised inside (the consecutive-failure limit in `end_trial`) leaves
+    it held, and every later call from another thread (a chief's gRPC threads) would hang.
+    """
+    from keras_tuner.src.engine import oracle as oracle_module
+
+    if oracle_module.THREADS[oracle] == threading.current_thread().name:
+        oracle_module.THREADS[oracle] = None
+        oracle_module.LOCKS[oracle].release()
+
+
+def is_failure_limit(error: BaseException) -> bool:
+    """Whether `error` is KerasTuner's consecutive-failure limit.
+
+    ``oracle.py::Oracle._check_consecutive_failures`` (called from `end_trial`) raises a plain
+    `RuntimeError` ("Number of consecutive failures exceeded the limit of N."): no class of its
+    own, so the message is the only way to tell it from other errors.
+    """
+    return isinstance(error, RuntimeError) and "consecutive failures exceeded" in str(error)
+
+
+# -- KerasTuner: distributed mode ------------------------------------------------------------
+
+
+class _Protos:
+    """KerasTuner's gRPC protocol (``keras_tuner/src/protos``): messages, service, stubs."""
+
+    @property
+    def proto(self):
+        from keras_tuner.src import protos as p
+
+        return p.get_proto()
+
+    @property
+    def service(self):
+        from keras_tuner.src import protos as p
+
+        return p.get_service()
+
+    @property
+    def service_grpc(self):
+        from keras_tuner.src import protos as p
+
+        return p.get_service_grpc()
+
+
+def protos() -> _Protos:
+    return _Protos()
+
+
+def oracle_servicer_class() -> type:
+    """KerasTuner's chief-side gRPC servicer (``keras_tuner/src/distribute/oracle_chief.py``)."""
+    from keras_tuner.src.distribute import oracle_chief
+
+    return oracle_chief.OracleServicer
+
+
+def servicer_stopped(servicer) -> bool:
+    """Whether the servicer has told a worker the search is over (`OracleServicer.stop_triggered`)."""
+    return servicer.stop_triggered
+
+
+def oracle_client_class() -> type:
+    """KerasTuner's worker-side oracle proxy (``keras_tuner/src/distribute/oracle_client.py``).
+
+    Its methods call the chief through its `stub` attribute (replace it to change how calls are
+    made) and keep the local oracle it wraps in `_oracle` (see `wrapped_oracle`).
+    """
+    from keras_tuner.src.distribute import oracle_client
+
+    return oracle_client.OracleClient
+
+
+def wrapped_oracle(client):
+    """The local oracle a worker's `OracleClient` wraps (`OracleClient._oracle`)."""
+    return client._oracle

@@ -1,0 +1,47 @@
+"""`SearchRun`: what one `tune` call carries from `tune` through the search to the tuner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search import runs
+from search.config import SearchConfig
+from search.distributed import Role
+
+
+@dataclass
+class SearchRun:
+    """One run of a search in this process.
+
+    Args:
+        config: the validated search config.
+        mode: "new", "resume" or "overwrite" (what `tune` found in the run directory).
+        role: this process alone, the chief of a distributed search, or a worker.
+        source: the config as the user gave it (a path, or a dict), for the hint that starts workers.
+        log: where lines go.
+        progress: the `search.progress.Progress` display (None: plain lines, as workers print).
+        samples: the run's sample images for the augmentation grids (None: none).
+        strategy: the tf.distribute strategy each trial trains under (None: one device).
+        keras_verbose: Keras's own per-epoch output in each trial (0 off, 2 a line per epoch).
+    """
+
+    config: SearchConfig
+    mode: str
+    role: Role
+    source: Any = None
+    log: Callable[[str], None] = print
+    progress: Any = None
+    samples: Any = None
+    strategy: Any = None
+    keras_verbose: int = 0
+
+    @property
+    def run_dir(self) -> Path:
+        return self.config.run_dir
+
+    @property
+    def tensorboard_root(self) -> Path:
+        return self.run_dir / runs.TENSORBOARD_DIR
