@@ -19,7 +19,7 @@ from hypermodels.space import Choice, Fixed
 from hypermodels.spaces import RUNTIME_DIMS, RUNTIME_SECTIONS, SCHEDULE_BY_KIND, SearchSpace, condition_of
 
 # Per-trial work outside the epochs (a build, the checkpoint, TensorBoard, KerasTuner's
-# bookkeeping): ~0.12 s on the 2-core dev machine (`python -m tests.benchmarks.overhead`).
+# bookkeeping): ~0.12 s on a 2-core Intel Xeon with AVX-512 (`python -m tests.benchmarks.overhead`).
 TRIAL_OVERHEAD_S = 0.12
 
 

@@ -3,8 +3,8 @@
     python -m tests.benchmarks.pipeline      # ~2 min on 2 CPU cores
 
 Keras's `fit` drops its tf.data iterator at the end of every epoch and every evaluation. With
-autotuning on (tf.data's default), about half of those drops stalled for ~1 s on the 2-core
-dev machine (TF 2.21): the process sleeps, CPU idle, before the next epoch's first batch.
+autotuning on (tf.data's default), about half of those drops stalled for ~1 s on a 2-core Intel
+Xeon with AVX-512 (TF 2.21): the process sleeps, CPU idle, before the next epoch's first batch.
 ktsearch's pipelines (`search.data.to_datasets`) turn autotuning off, as they have nothing to
 tune. This fits the default CNN on mnist5k with both pipelines, alternating, REPEATS x EPOCHS
 epochs each, and prints the median wait from an epoch's start to its first batch, the median

@@ -14,7 +14,7 @@ def test_help_is_fast_and_never_imports_tensorflow(workdir):
         "import sys, contextlib, io\n"
         "from search.cli import main\n"
         "for argv in (['--help'], ['tune', '--help'], ['validate', 'configs/mnist5k.yaml'],\n"
-        "             ['plan', 'configs/mnist5k.yaml', '--no-calibrate']):\n"
+        "             ['validate', 'configs/seed_recipe.yaml'], ['plan', 'configs/mnist5k.yaml', '--no-calibrate']):\n"
         "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
         "        main(argv)\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'heavy import'\n"
