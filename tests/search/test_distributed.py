@@ -185,7 +185,8 @@ def test_a_killed_worker_restarted_with_its_id_takes_its_trial_back(workdir):
 
 @pytest.mark.slow
 def test_a_paused_worker_reporting_late_is_fenced_off(workdir):
-    config = _config(workdir, iterations=2, worker_timeout=3)  # 12 trials: the search outlasts the pause
+    # 24 trials, so that w2 is still busy when w1 resumes (with 12, a fast CPU ended the search first)
+    config = _config(workdir, iterations=4, worker_timeout=3)
     chief, workers = _start(workdir, config, ["w1", "w2"])
     held = chief.wait_for("-> w1").split()[1]
     workers["w1"].p.send_signal(signal.SIGSTOP)
@@ -201,9 +202,10 @@ def test_a_paused_worker_reporting_late_is_fenced_off(workdir):
     completed = _completed_by(workers["w1"]) + _completed_by(workers["w2"])
     assert held in _completed_by(workers["w2"]) and held not in _completed_by(workers["w1"])
     summary = json.loads((workdir / "results" / "digits-smoke" / "summary.json").read_text())
-    assert len(completed) == len(set(completed)) == len(summary["trials"]) == 12
+    trials = 24  # 4 Hyperband iterations of digits_smoke's 6 trials
+    assert len(completed) == len(set(completed)) == len(summary["trials"]) == trials
     oracle = json.loads((workdir / "results" / "digits-smoke" / "tuner" / "oracle.json").read_text())
-    assert len(oracle["end_order"]) == len(set(oracle["end_order"])) == 12
+    assert len(oracle["end_order"]) == len(set(oracle["end_order"])) == trials
 
 
 @pytest.mark.slow
