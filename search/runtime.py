@@ -1,4 +1,4 @@
-"""Importing TensorFlow without its C++ start-up chatter on stderr.
+"""Importing TensorFlow without its C++ start-up chatter on stderr; the tf.data options of every pipeline.
 
 TensorFlow logs oneDNN and CUDA-probing lines from C++ straight to file
 descriptor 2 when it starts (TF_CPP_MIN_LOG_LEVEL does not reach all of them),
@@ -39,3 +39,22 @@ def import_tensorflow():
     # Every trial builds a new model, so tf.function retracing warnings are expected, not a problem.
     tf.get_logger().setLevel("ERROR")
     return tf
+
+
+PREFETCH_BATCHES = 2
+
+
+def tf_options():
+    """tf.data options of ktsearch's pipelines: autotuning off.
+
+    tf.data's autotuning runs a model thread per iterator, and dropping such an iterator can
+    block for about a second. Keras drops its iterator after every epoch and every evaluation;
+    about half of those drops stalled (measured: `python -m tests.benchmarks.pipeline`, TF 2.21
+    on 2 CPU cores). So autotuning is off: the prefetch buffer is fixed (`PREFETCH_BATCHES`) and
+    the streamed pipelines' parallel maps have fixed parallelism (`search.streaming`).
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options

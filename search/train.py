@@ -79,7 +79,9 @@ def train(export, output_dir=None, *, epochs: int | None = None, overwrite: bool
     import keras_tuner as kt
 
     keras.utils.set_random_seed(seed)
-    train_ds, val_ds, test_ds = data.to_datasets(splits, cfg.data.batch_size, seed)
+    log = print if verbose else (lambda line: None)
+    cache_dir = cfg.run_dir / runs.DATA_CACHE_DIR  # the search's cache, when it ran on this machine's disk
+    train_ds, val_ds, test_ds = data.to_datasets(splits, cfg.data.batch_size, seed, cache_dir, log)
     hypermodel = build_hypermodel(cfg, splits.input_shape, splits.num_classes)
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)

@@ -95,6 +95,11 @@ class RecordingTuner(private_api.TunerHooks):
         self._in_trial = True
         try:
             histories = super().run_trial(trial, *args, **kwargs)
+        except Exception as e:
+            problem = data_file_problem(self.run.splits, e)
+            if problem is not None:  # not the trial's fault: stop the search, naming the file
+                raise DataFileError(problem) from None
+            raise
         finally:
             self._in_trial = False
         if not self.checkpoint_holds(trial.trial_id):
@@ -157,6 +162,30 @@ class RecordingTuner(private_api.TunerHooks):
         if final.status == "COMPLETED":
             self.completed.append(trial.trial_id)
         self.reporter.trial_ended(trial.trial_id, line)
+
+
+class DataFileError(kt.errors.FatalError):
+    """A streamed image that passed the quick check but does not decode: KerasTuner stops the search."""
+
+    def __init__(self, problem: UserError):
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def data_file_problem(splits, error: Exception) -> UserError | None:
+    """When a trial failed reading a streamed source without a cache: the file that does not decode, if any."""
+    from search import streaming
+
+    if not isinstance(splits, streaming.StreamedSplits) or splits.stores:
+        return None  # in memory, or decoded into the cache before the search started
+    import tensorflow as tf
+
+    if not isinstance(error, tf.errors.OpError):
+        return None
+    import numpy as np
+
+    chosen = np.concatenate([splits.indices("train"), splits.indices("validation")])
+    return streaming.decode_failure(splits, chosen, error)
 
 
 def configure_keras_tuner() -> None:

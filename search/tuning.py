@@ -20,6 +20,7 @@ from search.plan import make_plan
 SAMPLE_IMAGES = 16
 RESUME_IGNORES = ("name", "results_dir", "distribution")  # where and on what a run runs, not what it searches
 STORAGE_AND_SPEED = ("keep_checkpoints", "reuse_models")  # tuner keys a resumed run may change
+DATA_STORAGE = ("cache",)  # data keys a resumed run may change: where decoded images are kept, not which
 
 
 def _first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
@@ -36,6 +37,7 @@ def _comparable(resolved: dict) -> dict:
     out = {k: v for k, v in resolved.items() if k not in RESUME_IGNORES}
     # Storage and speed settings, not part of the search: a resumed run may change them.
     out["tuner"] = {k: v for k, v in out.get("tuner", {}).items() if k not in STORAGE_AND_SPEED}
+    out["data"] = {k: v for k, v in out.get("data", {}).items() if k not in DATA_STORAGE}
     return out
 
 
@@ -227,9 +229,12 @@ def _search(run: SearchRun, splits):
 
     cfg = run.config
     keras.utils.set_random_seed(cfg.seed)
-    train_ds, val_ds, _ = data.to_datasets(splits, cfg.data.batch_size, cfg.seed)
+    run.splits = splits
+    if run.role.kind != "chief":  # the chief trains nothing: it never decodes or caches the data
+        cache_dir = cfg.run_dir / runs.DATA_CACHE_DIR
+        train_ds, val_ds, _ = data.to_datasets(splits, cfg.data.batch_size, cfg.seed, cache_dir, run.log)
     hypermodel = build_hypermodel(cfg, splits.input_shape, splits.num_classes)
-    run.samples = splits.x_train[:SAMPLE_IMAGES]  # the same images in every trial's augmentation grid
+    run.samples = splits.samples(SAMPLE_IMAGES)  # the same images in every trial's augmentation grid
     if run.mode != "resume":  # one experiment config per run; a resumed run keeps its own
         logged = hypermodel.logged_metrics
         tensorboard.write_experiment(run.tensorboard_root, cfg.space, cfg.tuner.objective, logged, run.samples)
@@ -251,6 +256,8 @@ def _search(run: SearchRun, splits):
                 verbose=run.keras_verbose,
                 shuffle=False,  # the dataset reshuffles itself
             )
+    except tuners.DataFileError as e:  # the trial in progress reruns when the search resumes
+        raise e.problem from None
     except FailureLimitReached as e:
         run.log(final_report(cfg, summarize(cfg)))
         raise FailureLimitReached(f"{e}; the results so far are kept in {cfg.run_dir}") from None

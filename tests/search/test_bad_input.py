@@ -43,6 +43,29 @@ def _dir_non_images(path: Path) -> None:
         (path / label / "broken.png").write_bytes(b"this is not a png")
 
 
+def _dir_empty_class(path: Path) -> None:
+    (path / "cats").mkdir(parents=True)
+    (path / "dogs").mkdir()
+    (path / "cats" / "a.png").write_bytes(_png())
+
+
+def _dir_truncated_jpeg(path: Path) -> None:
+    for label in ("cats", "dogs"):
+        (path / label).mkdir(parents=True)
+        (path / label / "a.png").write_bytes(_png())
+    (path / "dogs" / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(200))
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _run_without_trials(path: Path) -> None:
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(yaml.safe_dump({**BASE, "name": "empty"}))
@@ -247,7 +270,69 @@ CASES = [
             "imgs": _dir_non_images,
         },
         SEARCH,
-        ["imgs", "data.path", "broken.png is not a readable image"],
+        ["imgs/cats/broken.png", "data.path", "not a readable image", "not a JPEG, PNG, GIF or BMP"],
+    ),
+    (
+        "directory-empty-class-folder",
+        {
+            "c.yaml": _config(data={"source": "directory", "path": "imgs", "image_size": [8, 8]}),
+            "imgs": _dir_empty_class,
+        },
+        SEARCH,
+        ["imgs/dogs", "data.path", "holds no images"],
+    ),
+    (
+        "directory-truncated-jpeg",
+        {
+            "c.yaml": _config(data={"source": "directory", "path": "imgs", "image_size": [8, 8]}),
+            "imgs": _dir_truncated_jpeg,
+        },
+        SEARCH,
+        ["imgs/dogs/cut.jpg", "data.path", "truncated JPEG", "nothing was written"],
+    ),
+    (
+        "data-cache-unknown",
+        {"c.yaml": _config(data={"source": "digits", "cache": "ram"})},
+        SEARCH,
+        ["c.yaml", "data.cache", "expected one of auto, memory, disk, none"],
+    ),
+    (
+        "tfrecord-keys-for-another-source",
+        {"c.yaml": _config(data={"source": "digits", "tfrecord": {"label": "y"}})},
+        SEARCH,
+        ["c.yaml", "data.tfrecord", "only used with source tfrecord"],
+    ),
+    (
+        "tfrecord-unknown-feature-key",
+        {
+            "c.yaml": _config(
+                data={"source": "tfrecord", "path": "s", "image_size": [8, 8], "tfrecord": {"lable": "y"}}
+            ),
+            "s": lambda p: p.write_bytes(b"x"),
+        },
+        SEARCH,
+        ["c.yaml", "data.tfrecord.lable", "did you mean 'label'"],
+    ),
+    (
+        "tfrecord-glob-matches-nothing",
+        {"c.yaml": _config(data={"source": "tfrecord", "path": "shards/train-*", "image_size": [8, 8]})},
+        SEARCH,
+        ["c.yaml", "data.path", "matches none"],
+    ),
+    (
+        "tfrecord-without-image-size",
+        {"c.yaml": _config(data={"source": "tfrecord", "path": "s"}), "s": lambda p: p.write_bytes(b"x")},
+        SEARCH,
+        ["c.yaml", "data.image_size", "resized to one size"],
+    ),
+    (
+        "tfrecord-not-tfrecord",
+        {
+            "c.yaml": _config(data={"source": "tfrecord", "path": "s", "image_size": [8, 8]}),
+            "s": lambda p: p.write_bytes(b"definitely not a TFRecord file"),
+        },
+        SEARCH,
+        ["s: data.path", "cannot read it as TFRecord examples"],
     ),
     (
         "npz-pickled-objects",

@@ -161,6 +161,15 @@ def test_resume_refuse_and_overwrite(workdir):
     assert proc.returncode == 0 and "resuming run" in proc.stdout
     assert _trials(run_dir) == first
 
+    # Where decoded images are kept is not part of the search: data.cache may change, and a run
+    # started before the key existed (its config.yaml has no data.cache) resumes too.
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del saved["data"]["cache"]
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    proc = run_cli("tune", "configs/digits_smoke.yaml", "--name", "r", *FAST, "--set", "data.cache=none", cwd=workdir)
+    assert proc.returncode == 0 and "resuming run" in proc.stdout, proc.stderr
+    assert _trials(run_dir) == first
+
     # A different config is refused, naming the key, and nothing on disk changes.
     before = tree_state(run_dir)
     proc = run_cli("tune", "configs/digits_smoke.yaml", "--name", "r", *FAST, "--set", "seed=2", cwd=workdir)
