@@ -16,6 +16,7 @@ from hypermodels.space import Spec
 from hypermodels.spaces import RUNTIME_DIMS, RUNTIME_SECTIONS, SearchSpace
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+PRECISIONS = ("mixed_float16", "mixed_bfloat16")  # Keras's mixed dtype policies
 BACKBONE = "backbone"
 BOOKKEEPING = "tuner/"  # KerasTuner's own values (Hyperband's epochs, bracket, round, parent trial)
 
@@ -48,6 +49,9 @@ class ImageHyperModel(kt.HyperModel):
         steps_per_execution: batches per call into the compiled train/eval function
             (Keras's compile option): the same updates in the same order, with Keras's
             per-batch Python work (callbacks, logs) once per this many batches.
+        mixed_precision: None (float32), "mixed_float16" or "mixed_bfloat16": the Keras dtype
+            policy of every layer `build` creates (variables stay float32; the output is cast
+            to float32; `compile` adds Keras's loss scaling for float16).
     """
 
     model_space: dict[str, Spec] = {}
@@ -63,6 +67,7 @@ class ImageHyperModel(kt.HyperModel):
         lr_horizon: int = 10,
         seed: int | None = None,
         steps_per_execution: int = 1,
+        mixed_precision: str | None = None,
         name: str | None = None,
     ):
         super().__init__(name=name)
@@ -78,8 +83,22 @@ class ImageHyperModel(kt.HyperModel):
         self.lr_horizon = int(lr_horizon)
         self.seed = seed
         self.steps_per_execution = int(steps_per_execution)
+        if mixed_precision not in (None, *PRECISIONS):
+            raise ValueError(f"mixed_precision must be None or one of {PRECISIONS}, got {mixed_precision!r}")
+        self.mixed_precision = mixed_precision
 
     def build(self, hp) -> keras.Model:
+        """The trial's model, every layer under the configured dtype policy (Keras's global one is restored)."""
+        if self.mixed_precision is None:
+            return self._build_model(hp)
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(self.mixed_precision)
+        try:
+            return self._build_model(hp)
+        finally:
+            keras.config.set_dtype_policy(previous)
+
+    def _build_model(self, hp) -> keras.Model:
         values = self.space.declare(hp)
         inputs = keras.Input(shape=self.input_shape, name="pixels")
         x = inputs
@@ -87,7 +106,10 @@ class ImageHyperModel(kt.HyperModel):
         if layer is not None:
             x = layer(x)
         backbone = self.build_backbone(values)
-        model = keras.Model(inputs, backbone(x), name=self.name or "ktsearch_model")
+        outputs = backbone(x)
+        if self.mixed_precision is not None and backbone.output.dtype != "float32":  # a backbone of the user's
+            outputs = keras.layers.Activation("linear", dtype="float32", name="float32_output")(outputs)
+        model = keras.Model(inputs, outputs, name=self.name or "ktsearch_model")
         model.compile(
             optimizer=make_optimizer(self.optimizer, values["schedule.initial_lr"]),
             loss="sparse_categorical_crossentropy",

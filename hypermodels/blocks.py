@@ -101,4 +101,5 @@ def backbone_input(input_shape):
 def classifier(x, num_classes: int, dropout: float):
     if dropout:
         x = layers.Dropout(dropout, name="head_dropout")(x)
-    return layers.Dense(num_classes, activation="softmax", name="classifier")(x)
+    # float32 whatever the dtype policy: a softmax in float16/bfloat16 loses the small probabilities.
+    return layers.Dense(num_classes, activation="softmax", name="classifier", dtype="float32")(x)

@@ -346,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     except SearchStopped as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # `ktsearch validate c.yaml | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
     except KeyboardInterrupt:
         command = " ".join(["ktsearch", *(argv if argv is not None else sys.argv[1:])])
         hint = f"completed trials are kept; resume with: {command}" if args.command == "tune" else "no model was saved"

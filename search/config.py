@@ -32,6 +32,7 @@ CACHE_MODES = ("auto", "memory", "disk", "none")
 TFRECORD_FEATURES = {"image": "image/encoded", "label": "image/class/label", "class_name": "image/class/text"}
 ALGORITHMS = ("hyperband", "random", "bayesian")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+PRECISIONS = ("mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("mirrored",)
 HYPERBAND_ONLY = ("factor", "hyperband_iterations")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -125,6 +126,12 @@ class HyperModelConfig(Section):
         "batches per call into the compiled train/evaluation function (Keras's compile option): the same updates "
         "in the same order (tested), with Keras's per-batch Python work once per 8 batches. Batch-level callbacks, "
         "including the NaN check, see every 8th batch; epochs are unchanged",
+    )
+    mixed_precision: str | None = _key(
+        None,
+        "`null` (float32), `mixed_float16` (GPUs: float16 compute, float32 variables, dynamic loss scaling as "
+        "Keras does it) or `mixed_bfloat16` (bfloat16 compute; CPUs with AVX-512 BF16, TPUs, recent GPUs); the "
+        "output layer stays float32, and `train` and the saved model use the same policy",
     )
 
 
@@ -564,6 +571,8 @@ def _check_hypermodel(c: _Checker, raw: Any) -> dict:
         raise c.fail("hypermodel.name", str(e)) from None
     c.choice(hm["optimizer"], "hypermodel.optimizer", OPTIMIZERS)
     c.integer(hm["steps_per_execution"], "hypermodel.steps_per_execution", 1, 10000)
+    if hm["mixed_precision"] is not None:
+        c.choice(hm["mixed_precision"], "hypermodel.mixed_precision", PRECISIONS)
     return hm
 
 

@@ -21,4 +21,5 @@ def build_hypermodel(cfg: Config, input_shape, num_classes: int):
         steps_per_execution=1 if mirrored else hm.steps_per_execution,
         lr_horizon=cfg.lr_horizon,
         seed=cfg.seed,
+        mixed_precision=hm.mixed_precision,
     )

@@ -291,6 +291,12 @@ CASES = [
         ["imgs/dogs/cut.jpg", "data.path", "truncated JPEG", "nothing was written"],
     ),
     (
+        "mixed-precision-unknown",
+        {"c.yaml": _config(hypermodel={"name": "cnn", "mixed_precision": "float16"})},
+        SEARCH,
+        ["c.yaml", "hypermodel.mixed_precision", "expected one of mixed_float16, mixed_bfloat16"],
+    ),
+    (
         "data-cache-unknown",
         {"c.yaml": _config(data={"source": "digits", "cache": "ram"})},
         SEARCH,

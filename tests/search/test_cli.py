@@ -99,3 +99,11 @@ def test_offline_keras_dataset_is_a_clear_error(workdir, tmp_path):
     assert "could not load keras.datasets.fashion_mnist" in proc.stderr and "internet" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (workdir / "results").exists()
+
+
+def test_output_piped_into_head_ends_quietly(workdir):
+    """`ktsearch validate CONFIG | head`: a reader that stops early is not an error with a traceback."""
+    script = f'"{sys.executable}" -m search validate configs/mnist5k.yaml | true; exit "${{PIPESTATUS[0]}}"'
+    proc = subprocess.run(["bash", "-c", script], cwd=workdir, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
