@@ -110,13 +110,17 @@ class ImageHyperModel(kt.HyperModel):
         if self.mixed_precision is not None and backbone.output.dtype != "float32":  # a backbone of the user's
             outputs = keras.layers.Activation("linear", dtype="float32", name="float32_output")(outputs)
         model = keras.Model(inputs, outputs, name=self.name or "ktsearch_model")
+        self.compile(model, values["schedule.initial_lr"])
+        return model
+
+    def compile(self, model: keras.Model, learning_rate) -> None:
+        """Compile `model` with a fresh optimizer (also how a phase change of fine-tuning recompiles)."""
         model.compile(
-            optimizer=make_optimizer(self.optimizer, values["schedule.initial_lr"]),
+            optimizer=make_optimizer(self.optimizer, float(learning_rate)),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             steps_per_execution=self.steps_per_execution,
         )
-        return model
 
     def build_backbone(self, values: dict[str, Any]) -> keras.Model:
         raise NotImplementedError
@@ -142,11 +146,15 @@ class ImageHyperModel(kt.HyperModel):
     def schedule(self, hp) -> LRSchedule:
         return LRSchedule.from_values(self.space.values(hp), self.lr_horizon)
 
-    def fit(self, hp, model, *args, callbacks=None, **kwargs):
-        """`model.fit` with the trial's LR schedule (a function of the absolute epoch)."""
-        # The scheduler goes first so the learning rate is in the epoch logs that later callbacks see.
+    def fit(self, hp, model, *args, callbacks=None, first_callbacks=(), **kwargs):
+        """`model.fit` with the trial's LR schedule (a function of the absolute epoch).
+
+        `first_callbacks` run before the scheduler (a subclass's callback that recompiles the
+        model must, so that the scheduler sets the new optimizer's rate).
+        """
+        # The scheduler goes early so the learning rate is in the epoch logs that later callbacks see.
         schedule = keras.callbacks.LearningRateScheduler(self.schedule(hp))
-        callbacks = [schedule, keras.callbacks.TerminateOnNaN(), *(callbacks or [])]
+        callbacks = [*first_callbacks, schedule, keras.callbacks.TerminateOnNaN(), *(callbacks or [])]
         return model.fit(*args, callbacks=callbacks, **kwargs)
 
     @staticmethod

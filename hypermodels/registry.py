@@ -12,11 +12,12 @@ import importlib
 from typing import Any
 
 from hypermodels.space import Spec
-from hypermodels.spaces import CNN_MODEL, RESNET_MODEL
+from hypermodels.spaces import CNN_MODEL, RESNET_MODEL, TRANSFER_MODEL
 
 _BUILTIN = {
     "cnn": ("hypermodels.cnn", "CNNHyperModel", CNN_MODEL),
     "resnet": ("hypermodels.resnet", "ResNetHyperModel", RESNET_MODEL),
+    "transfer": ("hypermodels.transfer", "TransferHyperModel", TRANSFER_MODEL),
 }
 _REGISTERED: dict[str, type] = {}
 DEFAULT_METRICS = ("loss", "accuracy")

@@ -234,3 +234,39 @@ RESNET_MODEL = {
     "dropout": Spec("float", 0.0, low=0, high=1, high_open=True, off=0.0, doc="dropout before the classifier"),
     "activation": Spec("enum", "relu", options=ACTIVATIONS, doc="activation of every conv layer"),
 }
+
+# keras.applications families the `transfer` HyperModel can start from: (Keras class, smallest input side).
+TRANSFER_FAMILIES = {
+    "mobilenet_v3_small": ("MobileNetV3Small", 32),
+    "efficientnet_v2_b0": ("EfficientNetV2B0", 32),
+    "resnet50_v2": ("ResNet50V2", 32),
+}
+
+TRANSFER_MODEL = {
+    "family": Spec(
+        "enum",
+        "mobilenet_v3_small",
+        options=tuple(TRANSFER_FAMILIES),
+        doc="the pretrained backbone (`keras.applications`): MobileNetV3Small, EfficientNetV2B0 or ResNet50V2",
+    ),
+    "freeze_epochs": Spec(
+        "int", 2, low=0, high=1000, doc="epochs (absolute, from 0) the backbone stays frozen: only the head trains"
+    ),
+    "unfreeze_fraction": Spec(
+        "float",
+        0.3,
+        low=0,
+        high=1,
+        doc="fraction of the backbone's layers, from the top, that train after freeze_epochs (0: never)",
+    ),
+    "finetune_lr_factor": Spec(
+        "float",
+        0.1,
+        low=0,
+        low_open=True,
+        high=1,
+        doc="the learning rate is multiplied by this from freeze_epochs on (fine-tuning takes small steps)",
+    ),
+    "head_units": Spec("int", 0, low=0, high=8192, off=0, doc="units of a dense layer in the head (0: none)"),
+    "dropout": Spec("float", 0.2, low=0, high=1, high_open=True, off=0.0, doc="dropout before the classifier"),
+}

@@ -117,7 +117,11 @@ class DataConfig(Section):
 
 @dataclass(frozen=True)
 class HyperModelConfig(Section):
-    name: str = _key("cnn", "`cnn`, `resnet`, a name registered with `register_hypermodel`, or `package.module:Class`")
+    name: str = _key(
+        "cnn",
+        "`cnn`, `resnet`, `transfer` (a pretrained `keras.applications` backbone, [docs/transfer.md](transfer.md)), "
+        "a name registered with `register_hypermodel`, or `package.module:Class`",
+    )
     optimizer: str = _key(
         "adam", "`adam`, `sgd` (momentum 0.9), `rmsprop`; the schedule sets its learning rate every epoch"
     )
@@ -126,6 +130,12 @@ class HyperModelConfig(Section):
         "batches per call into the compiled train/evaluation function (Keras's compile option): the same updates "
         "in the same order (tested), with Keras's per-batch Python work once per 8 batches. Batch-level callbacks, "
         "including the NaN check, see every 8th batch; epochs are unchanged",
+    )
+    weights: str | None = _key(
+        None,
+        "`transfer` only: the backbone's initial weights. `imagenet` (downloaded by Keras on first use and cached "
+        "in `~/.keras/models`; offline a one-line error), `null` (random initialisation), or the path of a "
+        "`.weights.h5` file of the family's base without its top (needs a single `model.family`)",
     )
     mixed_precision: str | None = _key(
         None,
@@ -339,6 +349,14 @@ class SearchConfig(Config):
                 out.append(
                     f"{self.source}: search_space.schedule.drop_epoch: values >= tuner.max_epochs "
                     f"({self.lr_horizon}) never drop the rate during the search (up to {drop})"
+                )
+        if self.hypermodel.name == "transfer" and self.hypermodel.weights is None:
+            policy = [f"model.{k}" for k in ("freeze_epochs", "unfreeze_fraction", "finetune_lr_factor")]
+            searched = [name for name in policy if name in self.space.searched()]
+            if searched:
+                out.append(
+                    f"{self.source}: hypermodel.weights: null trains the backbone from scratch, so "
+                    f"{', '.join(searched)} have no effect; search them with imagenet or a weights file"
                 )
         return out
 
@@ -573,6 +591,15 @@ def _check_hypermodel(c: _Checker, raw: Any) -> dict:
     c.integer(hm["steps_per_execution"], "hypermodel.steps_per_execution", 1, 10000)
     if hm["mixed_precision"] is not None:
         c.choice(hm["mixed_precision"], "hypermodel.mixed_precision", PRECISIONS)
+    weights = hm["weights"]
+    if weights is not None:
+        if hm["name"] != "transfer":
+            raise c.fail("hypermodel.weights", f"only used with hypermodel transfer, got it for {hm['name']!r}")
+        c.string(weights, "hypermodel.weights")
+        if weights != "imagenet" and not Path(weights).expanduser().is_file():
+            raise c.fail(
+                "hypermodel.weights", f"expected imagenet, null or a weights file, got {weights!r} (not found)"
+            )
     return hm
 
 
@@ -651,6 +678,36 @@ def _check_space(c: _Checker, raw: Any, hypermodel: str, section: str, horizon: 
     return space
 
 
+GRAYSCALE_SOURCES = {"digits": 8, "mnist5k": 28, "keras:mnist": 28, "keras:fashion_mnist": 28}  # native side
+
+
+def _check_transfer(c: _Checker, common: dict, space: SearchSpace, section: str) -> None:
+    """What a pretrained backbone needs of the data and weights, checked before anything runs."""
+    from hypermodels.space import possible_values
+    from hypermodels.spaces import TRANSFER_FAMILIES, TRANSFER_MODEL
+
+    families = possible_values(space.dims["model.family"], TRANSFER_MODEL["family"])
+    data, weights = common["data"], common["hypermodel"].weights
+    if weights not in (None, "imagenet") and len(families) > 1:
+        raise c.fail(
+            "hypermodel.weights",
+            f"a weights file fits one family, but {section}.model.family searches {', '.join(families)}",
+        )
+    if data.color_mode == "grayscale" or (data.color_mode is None and data.source in GRAYSCALE_SOURCES):
+        raise c.fail(
+            "data.color_mode",
+            f"expected rgb: pretrained backbones take 3-channel images ({data.source} is grayscale)",
+        )
+    side = min(data.image_size) if data.image_size else GRAYSCALE_SOURCES.get(data.source)
+    for family in families:
+        smallest = TRANSFER_FAMILIES[family][1]
+        if side is not None and side < smallest:
+            raise c.fail(
+                "data.image_size",
+                f"expected at least [{smallest}, {smallest}] for {family}, got images of side {side}",
+            )
+
+
 def _check_common(c: _Checker, raw: dict) -> dict:
     """The keys both kinds share, typed."""
     return {
@@ -684,6 +741,8 @@ def validate(
     hm = common["hypermodel"].name
     tuner = _check_tuner(c, raw.get("tuner"), hm)
     space = _check_space(c, raw.get("search_space"), hm, "search_space", tuner["max_epochs"], fixed=False)
+    if hm == "transfer":
+        _check_transfer(c, common, space, "search_space")
     return SearchConfig(
         **common,
         early_stopping=EarlyStoppingConfig.from_dict(_check_early_stopping(c, raw.get("early_stopping"), hm)),
@@ -712,6 +771,8 @@ def validate_export(raw: dict, source: str = "<export>", overrides: dict | None 
     c.integer(training["lr_horizon"], "training.lr_horizon", 1, 100000)
     early_stopping = _check_early_stopping(c, raw.get("early_stopping"), hm)
     space = _check_space(c, raw.get("hyperparameters"), hm, "hyperparameters", training["lr_horizon"], fixed=True)
+    if hm == "transfer":
+        _check_transfer(c, common, space, "hyperparameters")
     provenance = raw.get("provenance")
     if provenance is not None and not isinstance(provenance, dict):
         raise c.fail("provenance", f"expected a mapping, got {provenance!r}")

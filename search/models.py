@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from search.config import Config, SearchConfig
+from search.errors import UserError
 
 
 def build_hypermodel(cfg: Config, input_shape, num_classes: int):
@@ -22,4 +23,23 @@ def build_hypermodel(cfg: Config, input_shape, num_classes: int):
         lr_horizon=cfg.lr_horizon,
         seed=cfg.seed,
         mixed_precision=hm.mixed_precision,
+        **({"weights": hm.weights} if hm.weights is not None else {}),
     )
+
+
+def check_hypermodel(cfg: Config, input_shape, num_classes: int) -> None:
+    """What only the data or the network can tell, before anything is written: the HyperModel accepts
+    these images, and its pretrained weights can be had (`prepare`: the `transfer` HyperModel fetches
+    or loads them once). UserError naming the key otherwise."""
+    try:
+        hypermodel = build_hypermodel(cfg, input_shape, num_classes)
+    except ValueError as e:  # the images do not fit the HyperModel
+        raise UserError(str(cfg.source), "data", str(e)) from None
+    prepare = getattr(hypermodel, "prepare", None)
+    if prepare is not None:
+        try:
+            prepare()
+        except ValueError as e:
+            given = "hypermodel.weights" in getattr(cfg, "overrides", {})
+            where = "--set hypermodel.weights" if given else str(cfg.source)
+            raise UserError(where, "hypermodel.weights", str(e)) from None

@@ -143,9 +143,10 @@ def calibrate(cfg) -> dict:
     import keras_tuner as kt
 
     from search import data
-    from search.models import build_hypermodel
+    from search.models import build_hypermodel, check_hypermodel
 
     splits = data.load_splits(cfg.data, cfg.seed)
+    check_hypermodel(cfg, splits.input_shape, splits.num_classes)
     # Writes nothing: a streamed source is cached in memory when it fits, else decoded as it streams.
     train_ds, val_ds, _ = data.to_datasets(splits, cfg.data.batch_size, cfg.seed, None, lambda line: None)
     hypermodel = build_hypermodel(cfg, splits.input_shape, splits.num_classes)

@@ -15,7 +15,15 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from hypermodels.space import REQUIRED, Spec
-from hypermodels.spaces import AUGMENTATION, BATCHNORM, CNN_MODEL, RESNET_MODEL, SCHEDULE, SCHEDULE_BY_KIND
+from hypermodels.spaces import (
+    AUGMENTATION,
+    BATCHNORM,
+    CNN_MODEL,
+    RESNET_MODEL,
+    SCHEDULE,
+    SCHEDULE_BY_KIND,
+    TRANSFER_MODEL,
+)
 from search import config
 
 HEADER = """\
@@ -186,6 +194,7 @@ def config_reference() -> str:
         out += [f"### `search_space.{section}`", "", *_spec_table(table, cond), "", PROSE[section], ""]
     out += ["### `search_space.model`", "", "The HyperModel's own dimensions. `cnn`:", "", *_spec_table(CNN_MODEL)]
     out += ["", "`resnet`:", "", *_spec_table(RESNET_MODEL), ""]
+    out += ["`transfer` ([Pretrained backbones](transfer.md)):", "", *_spec_table(TRANSFER_MODEL), ""]
     for name in ("tuner", "early_stopping", "distribution"):
         out += [f"## `{name}`", "", *_section_table(config.SECTIONS[name]), ""]
         if name == "early_stopping":

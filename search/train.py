@@ -68,11 +68,12 @@ def train(export, output_dir=None, *, epochs: int | None = None, overwrite: bool
 
     import_tensorflow()
     from search import data
-    from search.models import build_hypermodel
+    from search.models import build_hypermodel, check_hypermodel
     from search.tensorboard import EpochCurves
 
     seed = cfg.seed
     splits = data.load_splits(cfg.data, seed)
+    check_hypermodel(cfg, splits.input_shape, splits.num_classes)
     out.mkdir(parents=True, exist_ok=True)
 
     import keras

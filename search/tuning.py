@@ -15,6 +15,7 @@ from search.context import SearchRun
 from search.distributed import Role
 from search.errors import FailureLimitReached, SearchStopped, UserError
 from search.lock import run_lock
+from search.models import check_hypermodel
 from search.plan import make_plan
 
 SAMPLE_IMAGES = 16
@@ -154,6 +155,7 @@ def tune(
         log(f"warning: {distributed.exposure_warning(role)}")
 
     splits, strategy = _load_data(cfg, role, threads, log)  # bad data and devices fail before disk is touched
+    check_hypermodel(cfg, splits.input_shape, splits.num_classes)  # and images the model cannot take, or weights
     with run_lock(cfg.run_dir):
         mode = check_run_dir(cfg, overwrite)  # again, now that no other tune can change the run
         prepare_run_dir(cfg, mode)
@@ -205,6 +207,7 @@ def _work(cfg: SearchConfig, role: Role, log: Callable[[str], None], threads: in
         key, old, new = diff
         raise UserError(str(cfg.source), key, f"the chief's run has {old!r}, this worker's config gives {new!r}")
     splits, strategy = _load_data(cfg, role, threads, log)
+    check_hypermodel(cfg, splits.input_shape, splits.num_classes)
     log(f"worker {role.worker_id}: running trials of {cfg.run_dir} for the chief at {role.address}")
     try:
         tuner = _search(SearchRun(cfg, "resume", role, source, log, strategy=strategy), splits)

@@ -291,6 +291,49 @@ CASES = [
         ["imgs/dogs/cut.jpg", "data.path", "truncated JPEG", "nothing was written"],
     ),
     (
+        "transfer-grayscale-images",
+        {"c.yaml": _config(data={"source": "mnist5k", "image_size": [32, 32]}, hypermodel={"name": "transfer"})},
+        SEARCH,
+        ["c.yaml", "data.color_mode", "expected rgb"],
+    ),
+    (
+        "transfer-images-too-small",
+        {
+            "c.yaml": _config(
+                data={"source": "mnist5k", "color_mode": "rgb"},
+                hypermodel={"name": "transfer"},
+                search_space={"model": {"family": "resnet50_v2"}},
+            )
+        },
+        SEARCH,
+        ["c.yaml", "data.image_size", "expected at least [32, 32] for resnet50_v2"],
+    ),
+    (
+        "transfer-weights-file-for-several-families",
+        {
+            "c.yaml": _config(
+                data={"source": "mnist5k", "color_mode": "rgb", "image_size": [32, 32]},
+                hypermodel={"name": "transfer", "weights": "w.weights.h5"},
+                search_space={"model": {"family": {"choice": ["mobilenet_v3_small", "resnet50_v2"]}}},
+            ),
+            "w.weights.h5": "not really weights",
+        },
+        SEARCH,
+        ["c.yaml", "hypermodel.weights", "a weights file fits one family"],
+    ),
+    (
+        "transfer-weights-file-missing",
+        {"c.yaml": _config(hypermodel={"name": "transfer", "weights": "nowhere.weights.h5"})},
+        SEARCH,
+        ["c.yaml", "hypermodel.weights", "(not found)"],
+    ),
+    (
+        "weights-for-a-cnn",
+        {"c.yaml": _config(hypermodel={"name": "cnn", "weights": "imagenet"})},
+        SEARCH,
+        ["c.yaml", "hypermodel.weights", "only used with hypermodel transfer"],
+    ),
+    (
         "mixed-precision-unknown",
         {"c.yaml": _config(hypermodel={"name": "cnn", "mixed_precision": "float16"})},
         SEARCH,

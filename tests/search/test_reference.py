@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from hypermodels.spaces import AUGMENTATION, BATCHNORM, CNN_MODEL, RESNET_MODEL, SCHEDULE
+from hypermodels.spaces import AUGMENTATION, BATCHNORM, CNN_MODEL, RESNET_MODEL, SCHEDULE, TRANSFER_MODEL
 from search import config
 from search.reference import config_reference
 
@@ -20,6 +20,6 @@ def test_every_key_and_dimension_is_documented():
     for section in config.SECTIONS.values():
         for key in section.keys():
             assert f"| `{key}` |" in text, key
-    for table in (AUGMENTATION, BATCHNORM, SCHEDULE, CNN_MODEL, RESNET_MODEL):
+    for table in (AUGMENTATION, BATCHNORM, SCHEDULE, CNN_MODEL, RESNET_MODEL, TRANSFER_MODEL):
         for key in table:
             assert f"| `{key}` |" in text, key
