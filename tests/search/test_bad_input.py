@@ -43,6 +43,11 @@ def _dir_non_images(path: Path) -> None:
         (path / label / "broken.png").write_bytes(b"this is not a png")
 
 
+def _npz_gray_32(path: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 255, (40, 32, 32)).astype("uint8"), y_train=np.repeat([0, 1], 20))
+
+
 def _dir_empty_class(path: Path) -> None:
     (path / "cats").mkdir(parents=True)
     (path / "dogs").mkdir()
@@ -295,6 +300,15 @@ CASES = [
         {"c.yaml": _config(data={"source": "mnist5k", "image_size": [32, 32]}, hypermodel={"name": "transfer"})},
         SEARCH,
         ["c.yaml", "data.color_mode", "expected rgb"],
+    ),
+    (
+        "transfer-npz-grayscale",
+        {
+            "c.yaml": _config(data={"source": "npz", "path": "d.npz"}, hypermodel={"name": "transfer"}),
+            "d.npz": _npz_gray_32,
+        },
+        SEARCH,
+        ["c.yaml", "data", "3 channels", "data.color_mode: rgb"],
     ),
     (
         "transfer-images-too-small",
