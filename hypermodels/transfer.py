@@ -92,7 +92,6 @@ class FineTunePhase(keras.callbacks.Callback):
         self.hypermodel = hypermodel
         self.freeze_epochs = values["model.freeze_epochs"]
         self.fraction = values["model.unfreeze_fraction"]
-        self.changes = 0  # recompilations, for tests and logs
 
     def on_epoch_begin(self, epoch, logs=None):
         fine_tuning = self.fraction > 0 and epoch >= self.freeze_epochs
@@ -100,8 +99,7 @@ class FineTunePhase(keras.callbacks.Callback):
             rate = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
             self.hypermodel.compile(self.model, rate)
             self.model.optimizer.build(self.model.trainable_variables)
-            self.model.make_train_function()
-            self.changes += 1
+            self.model.make_train_function()  # Keras's fit loop calls model.train_function afresh every step
 
 
 class FineTuneSchedule:

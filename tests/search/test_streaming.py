@@ -45,6 +45,16 @@ def _as_set(x: np.ndarray, y: np.ndarray) -> list[tuple[int, bytes]]:
     return sorted(zip(y.tolist(), (image.astype("uint8").tobytes() for image in x), strict=True))
 
 
+def _assert_same_images(pipelines, memory) -> None:
+    """Each streamed split yields the in-memory split's images and labels (in any order), as float32."""
+    xs_ys = ((memory.x_train, memory.x_val, memory.x_test), (memory.y_train, memory.y_val, memory.y_test))
+    arrays = zip(*xs_ys, strict=True)
+    for ds, (xs, ys) in zip(pipelines, arrays, strict=True):
+        images, labels = _epoch(ds)
+        assert images.dtype == np.float32 and images.shape[1:] == xs.shape[1:]
+        assert _as_set(images, labels) == _as_set(xs, ys)
+
+
 def test_the_listing_is_keras_image_dataset_from_directory_order(tmp_path):
     """Same files, labels and order as the loader ktsearch used before: runs started then keep their split."""
     import keras
@@ -91,15 +101,7 @@ def test_streamed_and_in_memory_pipelines_give_the_same_images_and_labels(tmp_pa
     streamed = load_splits(_cfg(tmp_path / "imgs", cache=cache), seed=4)
     assert memory.x_train.dtype == np.uint8  # an uint8 source stays uint8 in memory
     pipelines = to_datasets(streamed, 8, seed=4, cache_dir=tmp_path / "cache", log=lambda line: None)
-    for ds, xs, ys in zip(
-        pipelines,
-        (memory.x_train, memory.x_val, memory.x_test),
-        (memory.y_train, memory.y_val, memory.y_test),
-        strict=True,
-    ):
-        images, labels = _epoch(ds)
-        assert images.dtype == np.float32 and images.shape[1:] == (16, 16, 3)
-        assert _as_set(images, labels) == _as_set(xs, ys)
+    _assert_same_images(pipelines, memory)
     first, second = (_epoch(pipelines[0])[1] for _ in range(2))
     assert not np.array_equal(first, second)  # training reshuffles every epoch
     val_a, val_b = _epoch(pipelines[1])[1], _epoch(pipelines[1])[1]
@@ -294,14 +296,7 @@ def test_tfrecord_shards_give_the_same_split_and_images_as_the_arrays(tmp_path, 
     streamed = load_splits(_cfg(shards, source="tfrecord", cache=cache), seed=2)
     assert streamed.class_names == ["cat", "dog", "eel"]
     assert streamed.listing.shard_sizes == [25, 25, 25, 15]
-    pipelines = to_datasets(streamed, 8, seed=2, cache_dir=tmp_path / "cache", log=lambda line: None)
-    for ds, xs, ys in zip(
-        pipelines,
-        (memory.x_train, memory.x_val, memory.x_test),
-        (memory.y_train, memory.y_val, memory.y_test),
-        strict=True,
-    ):
-        assert _as_set(*_epoch(ds)) == _as_set(xs, ys)
+    _assert_same_images(to_datasets(streamed, 8, seed=2, cache_dir=tmp_path / "cache", log=lambda line: None), memory)
 
 
 def test_tfrecord_without_names_and_a_glob(tmp_path):
