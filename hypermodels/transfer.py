@@ -21,6 +21,7 @@ reused from the compiled-model pool is put back in the phase its trial starts in
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import keras
@@ -68,7 +69,12 @@ def pretrained(family: str, input_shape, weights: str | None) -> keras.Model:
         **options,
     )
     if weights not in (None, "imagenet"):
-        base.load_weights(str(Path(weights).expanduser()))
+        with warnings.catch_warnings(record=True) as caught:  # Keras skips parts that do not match, and warns
+            warnings.simplefilter("always")
+            base.load_weights(str(Path(weights).expanduser()))
+        skipped = [str(w.message) for w in caught if str(w.message).startswith("Skipping")]
+        if skipped:  # a partial load would leave layers at random weights without a word
+            raise ValueError(skipped[0].splitlines()[0])
     return base
 
 
