@@ -22,8 +22,8 @@ def build_hypermodel(cfg: Config, input_shape, num_classes: int):
         steps_per_execution=1 if mirrored else hm.steps_per_execution,
         lr_horizon=cfg.lr_horizon,
         seed=cfg.seed,
-        mixed_precision=hm.mixed_precision,
-        **({"weights": hm.weights} if hm.weights is not None else {}),
+        # Only when set: a user's HyperModel written before these keys existed keeps working.
+        **{key: value for key, value in (("mixed_precision", hm.mixed_precision), ("weights", hm.weights)) if value},
     )
 
 
