@@ -146,6 +146,8 @@ class TransferHyperModel(ImageHyperModel):
         Raises `WeightsError` with a one-line reason: ImageNet weights that cannot be downloaded
         (offline, no copy in ~/.keras/models) or a weights file that does not fit the family.
         """
+        if not self.pretrained:
+            return  # nothing to fetch or load
         for family in self.families():
             try:
                 pretrained(family, self.input_shape, self.weights)

@@ -563,15 +563,15 @@ def _check_data(c: _Checker, raw: Any) -> dict:
 
 def _check_shards(c: _Checker, path: str) -> None:
     """`data.path` of a tfrecord source: a file, a folder of files, or a glob that matches files."""
-    import glob
+    from search import files
 
-    if any(ch in path for ch in "*?["):
-        if not any(Path(p).is_file() for p in glob.glob(path)):
-            raise c.fail("data.path", f"expected TFRecord files, got a pattern that matches none: {path!r}")
-    elif not Path(path).exists():
-        raise c.fail("data.path", f"expected a TFRecord file, a folder of them or a glob, got {path!r} (not found)")
-    elif Path(path).is_dir() and not any(p.is_file() and not p.name.startswith(".") for p in Path(path).iterdir()):
+    if files.tfrecord_files(path):
+        return
+    if files.is_glob(path):
+        raise c.fail("data.path", f"expected TFRecord files, got a pattern that matches none: {path!r}")
+    if Path(path).is_dir():
         raise c.fail("data.path", f"expected TFRecord files in the folder {path!r}, found none")
+    raise c.fail("data.path", f"expected a TFRecord file, a folder of them or a glob, got {path!r} (not found)")
 
 
 def _check_hypermodel(c: _Checker, raw: Any) -> dict:

@@ -97,32 +97,32 @@ def list_directory(root: str) -> Listing:
 def check_images(listing: Listing, root: str) -> None:
     """The quick check of every file (signature, end marker, EXIF orientation); one UserError for the bad ones."""
     with ThreadPoolExecutor(CHECK_THREADS) as pool:
-        results = list(pool.map(_check_file, listing.paths))
-    bad = [(path, problem) for path, (problem, _) in zip(listing.paths, results, strict=True) if problem]
+        results = list(pool.map(_check_file, listing.paths))  # (problem, orientation, size, mtime_ns)
+    bad = [(path, result[0]) for path, result in zip(listing.paths, results, strict=True) if result[0]]
     if bad:
         path, problem = bad[0]
         more = f"; {len(bad) - 1} more files fail this check" if len(bad) > 1 else ""
         raise UserError(
             path, "data.path", f"not a readable image: {problem}{more}; replace or remove it (nothing was written)"
         )
-    listing.orientation = np.array([orientation for _, orientation in results], dtype="int32")
-    with ThreadPoolExecutor(CHECK_THREADS) as pool:
-        listing.fingerprint = [
-            (os.path.relpath(p, root), size, mtime) for p, size, mtime in pool.map(_stat, listing.paths)
-        ]
+    listing.orientation = np.array([result[1] for result in results], dtype="int32")
+    listing.fingerprint = [
+        (os.path.relpath(path, root), size, mtime)
+        for path, (_, _, size, mtime) in zip(listing.paths, results, strict=True)
+    ]
 
 
-def _check_file(path: str) -> tuple[str | None, int]:
-    """(problem or None, EXIF orientation) of one image file, from its first and last bytes."""
+def _check_file(path: str) -> tuple[str | None, int, int, int]:
+    """(problem or None, EXIF orientation, size, mtime_ns) of one image file, from one open of it."""
     try:
         with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
             head = f.read(HEAD_BYTES)
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - TAIL_BYTES))
+            f.seek(max(0, st.st_size - TAIL_BYTES))
             tail = f.read()
     except OSError as e:
-        return f"cannot read it ({e.strerror})", 1
-    return check_bytes(head, tail, size)
+        return f"cannot read it ({e.strerror})", 1, 0, 0
+    return (*check_bytes(head, tail, st.st_size), st.st_size, st.st_mtime_ns)
 
 
 def check_bytes(head: bytes, tail: bytes, size: int) -> tuple[str | None, int]:
@@ -176,21 +176,24 @@ def _tiff_orientation(tiff: bytes) -> int:
     return 1
 
 
+def is_glob(path: str) -> bool:
+    return any(ch in path for ch in "*?[")
+
+
 def tfrecord_files(path: str) -> list[str]:
-    """The shards `data.path` names: a file, a folder (its files, sorted, hidden ones skipped) or a glob."""
-    if any(ch in path for ch in "*?["):
-        files = sorted(p for p in glob.glob(path) if os.path.isfile(p))
-    elif os.path.isdir(path):
-        files = sorted(
+    """The shards `data.path` names: a file, a folder (its files, sorted, hidden ones skipped) or a glob.
+
+    Empty when there are none (config validation says why, naming the key).
+    """
+    if is_glob(path):
+        return sorted(p for p in glob.glob(path) if os.path.isfile(p))
+    if os.path.isdir(path):
+        return sorted(
             os.path.join(path, f)
             for f in os.listdir(path)
             if not f.startswith(".") and os.path.isfile(os.path.join(path, f))
         )
-    else:
-        files = [path]
-    if not files:
-        raise UserError(path, "data.path", "expected TFRecord files here, found none")
-    return files
+    return [path] if os.path.isfile(path) else []
 
 
 def tfrecord_labels(path: str, features: dict) -> Listing:
@@ -211,6 +214,8 @@ def tfrecord_labels(path: str, features: dict) -> Listing:
         return parsed[label_key], parsed.get(name_key, tf.constant("")), head
 
     shards = tfrecord_files(path)
+    if not shards:  # validated before; gone since
+        raise UserError(path, "data.path", "expected TFRecord files here, found none")
     labels, names, sizes, fingerprint = [], {}, [], []
     for shard in shards:
         ds = tf.data.TFRecordDataset(shard).map(parse, num_parallel_calls=2).batch(4096)

@@ -20,8 +20,8 @@ from search.plan import make_plan
 
 SAMPLE_IMAGES = 16
 RESUME_IGNORES = ("name", "results_dir", "distribution")  # where and on what a run runs, not what it searches
-STORAGE_AND_SPEED = ("keep_checkpoints", "reuse_models")  # tuner keys a resumed run may change
-DATA_STORAGE = ("cache",)  # data keys a resumed run may change: where decoded images are kept, not which
+# Keys a resumed run may change: storage and speed, not what is searched.
+RESUMABLE = {"tuner": ("keep_checkpoints", "reuse_models"), "data": ("cache",)}
 
 
 def _first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
@@ -36,9 +36,8 @@ def _first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, Any, A
 
 def _comparable(resolved: dict) -> dict:
     out = {k: v for k, v in resolved.items() if k not in RESUME_IGNORES}
-    # Storage and speed settings, not part of the search: a resumed run may change them.
-    out["tuner"] = {k: v for k, v in out.get("tuner", {}).items() if k not in STORAGE_AND_SPEED}
-    out["data"] = {k: v for k, v in out.get("data", {}).items() if k not in DATA_STORAGE}
+    for section, keys in RESUMABLE.items():
+        out[section] = {k: v for k, v in out.get(section, {}).items() if k not in keys}
     return out
 
 
@@ -154,8 +153,7 @@ def tune(
     if distributed.exposure_warning(role):
         log(f"warning: {distributed.exposure_warning(role)}")
 
-    splits, strategy = _load_data(cfg, role, threads, log)  # bad data and devices fail before disk is touched
-    check_hypermodel(cfg, splits.input_shape, splits.num_classes)  # and images the model cannot take, or weights
+    splits, strategy = _load_data(cfg, role, threads, log)  # bad data, weights and devices fail before disk is touched
     with run_lock(cfg.run_dir):
         mode = check_run_dir(cfg, overwrite)  # again, now that no other tune can change the run
         prepare_run_dir(cfg, mode)
@@ -173,7 +171,8 @@ def tune(
 
 
 def _load_data(cfg: SearchConfig, role: Role, threads: int | None, log: Callable[[str], None]):
-    """TensorFlow (threads set), the data splits and the configured distribution strategy (None: one device)."""
+    """TensorFlow (threads set), the data splits (checked against the HyperModel) and the configured
+    distribution strategy (None: one device)."""
     from search.runtime import import_tensorflow
 
     distributed.set_environment(role)  # KerasTuner reads its role from the environment
@@ -187,6 +186,7 @@ def _load_data(cfg: SearchConfig, role: Role, threads: int | None, log: Callable
     from search import data, tuners
 
     splits = data.load_splits(cfg.data, cfg.seed)
+    check_hypermodel(cfg, splits.input_shape, splits.num_classes)  # images the model cannot take, weights
     return splits, None if role.kind == "chief" else tuners.strategy(cfg, log)  # the chief trains nothing
 
 
@@ -207,7 +207,6 @@ def _work(cfg: SearchConfig, role: Role, log: Callable[[str], None], threads: in
         key, old, new = diff
         raise UserError(str(cfg.source), key, f"the chief's run has {old!r}, this worker's config gives {new!r}")
     splits, strategy = _load_data(cfg, role, threads, log)
-    check_hypermodel(cfg, splits.input_shape, splits.num_classes)
     log(f"worker {role.worker_id}: running trials of {cfg.run_dir} for the chief at {role.address}")
     try:
         tuner = _search(SearchRun(cfg, "resume", role, source, log, strategy=strategy), splits)
