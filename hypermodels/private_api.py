@@ -13,6 +13,7 @@ the gRPC pieces load on first use.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import threading
 from collections.abc import Callable
@@ -36,6 +37,10 @@ REQUIRED = (
     ("keras_tuner.src.engine.oracle", "LOCKS"),
     ("keras_tuner.src.engine.oracle", "THREADS"),
     ("keras_tuner.src.engine.oracle", "Oracle._check_consecutive_failures"),
+    ("keras_tuner.src.engine.oracle", "Oracle._random_values"),
+    ("keras_tuner.src.engine.oracle", "Oracle._duplicate"),
+    ("keras_tuner.src.engine.oracle", "Oracle._compute_values_hash"),
+    ("keras_tuner.src.tuners.hyperband", "HyperbandOracle._get_size"),
     ("keras_tuner.src.engine.tuner", "Tuner._try_build"),
     ("keras_tuner.src.engine.tuner", "Tuner._build_hypermodel"),
     ("keras_tuner.src.engine.tuner", "Tuner._build_and_fit_model"),
@@ -53,8 +58,9 @@ REQUIRED = (
 REQUIRED_INSTANCE = {
     "keras.optimizers.Adam (built)": ("_momentums", "_velocities"),
     "keras.optimizers.SGD (built, momentum > 0)": ("momentums",),
-    "keras_tuner Oracle": ("_retry_queue", "_project_dir"),
-    "keras_tuner HyperbandOracle": ("_brackets",),
+    "keras_tuner Oracle": ("_retry_queue", "_project_dir", "_seed_state"),
+    "keras_tuner HyperbandOracle": ("_brackets", "_current_bracket", "_current_iteration"),
+    "keras_tuner BayesianOptimizationOracle": ("_random_state",),
     "keras_tuner OracleClient": ("_oracle", "stub"),
     "keras_tuner OracleServicer": ("stop_triggered",),
 }
@@ -260,6 +266,85 @@ class TunerHooks:
 
     def checkpoint_path(self, trial_id: str) -> str:
         return self._get_checkpoint_fname(trial_id)
+
+
+class HyperbandWithOracle(kt.Hyperband):
+    """KerasTuner's Hyperband tuner (a continuation starts from its parent's checkpoint, trains from
+    `tuner/initial_epoch` to `tuner/epochs`) over an oracle of ours.
+
+    `kt.Hyperband.__init__` (``keras_tuner/src/tuners/hyperband.py``, 1.4.8) only builds its own
+    `HyperbandOracle` and hands it to `Tuner.__init__`; no argument takes another oracle. This
+    calls `Tuner.__init__` with the given one: BOHB's and ASHA's oracles emit the same
+    `tuner/*` values, so the rest of the tuner serves them unchanged.
+    """
+
+    def __init__(self, oracle, hypermodel=None, **kwargs):
+        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+
+# (oracle attribute) -> what proposing a trial may change: `OracleHooks.proposal_state` saves them.
+PROPOSAL_STATE = ("_seed_state", "_brackets", "_current_bracket", "_current_iteration", "_random_state")
+
+
+class OracleHooks:
+    """A KerasTuner `Oracle` mixin: its private proposal steps, under names of ours.
+
+    ``keras_tuner/src/engine/oracle.py`` (1.4.8) draws a new configuration in `_random_values`
+    (seeded by `_seed_state`, which every draw advances and `oracle.json` keeps), checks it against
+    earlier ones with `_duplicate`, and hashes values in `_compute_values_hash`; Hyperband keeps its
+    brackets in `_brackets`/`_current_bracket`/`_current_iteration`, Bayesian optimisation its
+    `_random_state`. A subclass may implement:
+
+    * `propose_values()`: the values of a new configuration, or None for KerasTuner's random draw
+      (BOHB's model);
+    * `HASH_IGNORES`: `tuner/*` keys left out of the duplicate check (ASHA's rung budgets).
+    """
+
+    HASH_IGNORES: tuple[str, ...] = ()
+
+    def _random_values(self):
+        values = self.propose_values()
+        return values if values is not None else super()._random_values()
+
+    def propose_values(self):
+        return None
+
+    def random_values(self):
+        """KerasTuner's random draw (the model's fallback), or None when the space is exhausted."""
+        return super()._random_values()
+
+    def is_duplicate(self, values: dict) -> bool:
+        return self._duplicate(values)
+
+    def _compute_values_hash(self, values):
+        values = {k: v for k, v in values.items() if k not in self.HASH_IGNORES}
+        return super()._compute_values_hash(values)
+
+    @property
+    def draws(self) -> int:
+        """Random draws so far (`_seed_state`): saved with the oracle, so a resume draws what the run would have."""
+        return self._seed_state
+
+    def advance_draws(self, n: int = 1) -> None:
+        self._seed_state += n
+
+    def proposal_state(self) -> dict:
+        """A copy of everything proposing a trial may change, for `restore_proposal_state`."""
+        return copy.deepcopy({name: getattr(self, name) for name in PROPOSAL_STATE if hasattr(self, name)})
+
+    def restore_proposal_state(self, state: dict) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def hyperband_round(self, trial_id: str) -> tuple[int, int, int, int] | None:
+        """(bracket, round, trials the round plans, trials of it started so far) of a trial in a Hyperband
+        bracket in progress (`_brackets`, `_get_size`); None outside Hyperband."""
+        for bracket in getattr(self, "_brackets", []):
+            for round_num, round_ in enumerate(bracket["rounds"]):
+                if any(info["id"] == trial_id for info in round_):
+                    size = self._get_size(bracket["bracket_num"], round_num)
+                    return bracket["bracket_num"], round_num, size, len(round_)
+        return None
 
 
 # -- KerasTuner: oracles ----------------------------------------------------------------------

@@ -11,8 +11,9 @@ from hypermodels.private_api import brackets_in_progress
 class CheckpointRetention:
     """Keep the weights of the `keep` best trials only (None: keep all; ktsearch deletes nothing unless told).
 
-    A trial that a Hyperband bracket in progress may still continue keeps its checkpoint (the
-    continuation starts from it) until the bracket is done, or the search is over.
+    A trial that a Hyperband bracket in progress may still continue (ASHA: one not yet promoted
+    below the top rung) keeps its checkpoint, the continuation starts from it, until the bracket
+    is done, or the search is over.
 
     Args:
         keep: checkpoints to keep, or None.
@@ -40,4 +41,7 @@ class CheckpointRetention:
 
 
 def _continuable(oracle) -> set[str]:
+    own = getattr(oracle, "continuable_trials", None)  # ASHA: trials a promotion may still start from
+    if own is not None:
+        return own()
     return {info["id"] for bracket in brackets_in_progress(oracle) for round_ in bracket["rounds"] for info in round_}

@@ -69,12 +69,19 @@ class Plan:
             action="store_true",
             help="skip the one-epoch calibration run (no wall-time estimate; answers without TensorFlow)",
         )
+        p.add_argument(
+            "--budget",
+            metavar="TIME",
+            help="size the search to fit this wall-clock time (45m, 1h30m, 90s), with a margin for calibration "
+            "error (default: the config's tuner.time_budget)",
+        )
 
     @staticmethod
     def run(args) -> int:
-        from search.config import load_config
+        from search.config import load_config, parse_duration
         from search.plan import calibrate, describe, make_plan
 
+        budget = None if args.budget is None else parse_duration(args.budget)
         cfg = load_config(args.config, args.overrides)
         plan = make_plan(cfg)
         calibration = None
@@ -83,7 +90,7 @@ class Plan:
 
             import_tensorflow()
             calibration = calibrate(cfg)
-        print(describe(cfg, plan, calibration))
+        print(describe(cfg, plan, calibration, budget))
         return 0
 
 
@@ -102,6 +109,12 @@ class Tune:
         p.add_argument("--threads", type=int, metavar="N", help="TensorFlow threads (intra- and inter-op pools)")
         p.add_argument("--quiet", action="store_true", help="no per-trial lines: the start and the final report only")
         p.add_argument("--verbose", action="store_true", help="Keras's per-epoch lines inside each trial too")
+        p.add_argument(
+            "--budget",
+            metavar="TIME",
+            help="wall-clock budget (45m, 1h30m, 90s): no trial starts that would not fit in what is left; "
+            "counted across resumes, changeable on resume (overrides tuner.time_budget)",
+        )
         d = p.add_argument_group(
             "distributed search (KerasTuner's chief/worker mode; or its KERASTUNER_* environment variables)"
         )
@@ -133,6 +146,7 @@ class Tune:
             quiet=args.quiet,
             progress_bar=sys.stdout.isatty(),
             keras_verbose=2 if args.verbose else 0,
+            budget=args.budget,
         )
         return 0
 
@@ -272,11 +286,16 @@ def _space_rows(cfg) -> list[str]:
 def describe(cfg) -> str:
     """`ktsearch validate`'s summary of a search config."""
     t, es = cfg.tuner, cfg.early_stopping
-    budget = (
-        f"max_epochs {t.max_epochs}, factor {t.factor}"
-        if t.hyperband
-        else f"max_trials {t.max_trials}, {t.max_epochs} epochs each"
-    )
+    if t.hyperband:
+        budget = f"max_epochs {t.max_epochs}, factor {t.factor}, {t.hyperband_iterations} iteration(s)"
+    elif t.algorithm == "asha":
+        budget = f"{t.max_trials} new configurations, max_epochs {t.max_epochs}, factor {t.factor}, grace period {t.grace_period}"
+    else:
+        budget = f"max_trials {t.max_trials}, {t.max_epochs} epochs each"
+    if t.time_budget is not None:
+        from search.plan import duration
+
+        budget += f"; time budget {duration(t.time_budget)}"
     lines = [
         f"{cfg.source}: OK",
         f"run: {cfg.run_dir}   data: {cfg.data.source}   hypermodel: {cfg.hypermodel.name}",

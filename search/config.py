@@ -12,6 +12,8 @@ Two kinds of file share this module:
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -30,11 +32,27 @@ SOURCES = ("digits", "mnist5k", "directory", "tfrecord", "npz", *(f"keras:{n}" f
 FILE_SOURCES = ("directory", "tfrecord")  # streamed from disk (search.streaming)
 CACHE_MODES = ("auto", "memory", "disk", "none")
 TFRECORD_FEATURES = {"image": "image/encoded", "label": "image/class/label", "class_name": "image/class/text"}
-ALGORITHMS = ("hyperband", "random", "bayesian")
+ALGORITHMS = ("hyperband", "bohb", "asha", "random", "bayesian")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 PRECISIONS = ("mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("mirrored",)
-HYPERBAND_ONLY = ("factor", "hyperband_iterations")
+# Tuner keys only some algorithms use (left out of the resolved mapping of the others).
+USED_BY = {
+    "factor": ("hyperband", "bohb", "asha"),
+    "hyperband_iterations": ("hyperband", "bohb"),
+    "max_trials": ("random", "bayesian", "asha"),
+    "grace_period": ("asha",),
+    "bohb": ("bohb",),
+}
+BOHB_DEFAULTS = {
+    "random_fraction": 1 / 3,
+    "top_fraction": 0.15,
+    "min_points": None,
+    "candidates": 64,
+    "bandwidth_factor": 3.0,
+    "min_bandwidth": 1e-3,
+}
+DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 OVERRIDE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -147,14 +165,36 @@ class HyperModelConfig(Section):
 
 @dataclass(frozen=True)
 class TunerConfig(Section):
-    algorithm: str = _key("hyperband", "`hyperband`, `random`, `bayesian` (KerasTuner's)")
+    algorithm: str = _key(
+        "hyperband",
+        "`hyperband`, `random`, `bayesian` (KerasTuner's), `bohb` (Hyperband's brackets, new configurations from "
+        "density models of good and bad ones), `asha` (asynchronous successive halving); "
+        "[docs/algorithms.md](algorithms.md)",
+    )
     objective: str = _key(
         "val_accuracy", "`loss`, `accuracy`, `val_loss`, `val_accuracy`; losses are minimised, the rest maximised"
     )
-    max_epochs: int = _key(9, "Hyperband's largest budget, the epochs of random/bayesian trials, and the LR horizon")
-    factor: int = _key(3, "Hyperband's reduction factor (≥ 2); hyperband only")
-    hyperband_iterations: int = _key(1, "hyperband only")
-    max_trials: int = _key(10, "random and bayesian only")
+    max_epochs: int = _key(
+        9, "the largest budget of Hyperband, BOHB and ASHA, the epochs of random/bayesian trials, and the LR horizon"
+    )
+    factor: int = _key(3, "the reduction factor η (≥ 2) of hyperband, bohb and asha")
+    hyperband_iterations: int = _key(1, "hyperband and bohb: how many times to run the whole set of brackets")
+    max_trials: int = _key(
+        10, "random and bayesian: trials; asha: new configurations (rung-0 trials; promotions come on top)"
+    )
+    grace_period: int = _key(1, "asha only: epochs of the lowest rung, the least any configuration trains")
+    bohb: dict = _key(
+        dict(BOHB_DEFAULTS),
+        "bohb only: `random_fraction` of new configurations drawn at random, `top_fraction` of a budget's results "
+        "that model the good ones, `min_points` per model (`null`: dimensions + 1), `candidates` sampled per "
+        "proposal, `bandwidth_factor` widening the sampling kernel, `min_bandwidth`",
+    )
+    time_budget: float | None = _key(
+        None,
+        "wall-clock budget of the search: seconds, or text such as `45m`, `1h30m`, `90s`; `null`: none. Soft: no "
+        "trial (or Hyperband round) starts that would not fit in what is left; the running ones finish. Counted "
+        "across resumes; changing it does not block a resume. `tune --budget` overrides it",
+    )
     max_consecutive_failed_trials: int = _key(
         3,
         "the search stops (exit code 1, results kept) after this many failed trials in a row; KerasTuner then "
@@ -176,11 +216,12 @@ class TunerConfig(Section):
 
     @property
     def hyperband(self) -> bool:
-        return self.algorithm == "hyperband"
+        """Hyperband's brackets (`hyperband` and `bohb`)."""
+        return self.algorithm in ("hyperband", "bohb")
 
     def unused(self) -> tuple[str, ...]:
         """Keys this algorithm ignores (left out of the resolved mapping)."""
-        return ("max_trials",) if self.hyperband else HYPERBAND_ONLY
+        return tuple(k for k, used in USED_BY.items() if self.algorithm not in used)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in super().to_dict().items() if k not in self.unused()}
@@ -330,6 +371,10 @@ class SearchConfig(Config):
     @property
     def lr_horizon(self) -> int:
         return self.tuner.max_epochs
+
+    def with_tuner(self, **changes) -> SearchConfig:
+        """This config with some tuner keys changed (unchecked: for plans and tests, not for runs)."""
+        return dataclasses.replace(self, tuner=dataclasses.replace(self.tuner, **changes))
 
     def to_dict(self) -> dict:
         return {
@@ -623,16 +668,64 @@ def _check_tuner(c: _Checker, raw: Any, hypermodel: str) -> dict:
     c.integer(tuner["factor"], "tuner.factor", 2, 100)
     c.integer(tuner["hyperband_iterations"], "tuner.hyperband_iterations", 1, 100)
     c.integer(tuner["max_trials"], "tuner.max_trials", 1, 100000)
+    c.integer(tuner["grace_period"], "tuner.grace_period", 1, 10000)
+    if tuner["grace_period"] > tuner["max_epochs"]:
+        raise c.fail(
+            "tuner.grace_period",
+            f"expected at most tuner.max_epochs ({tuner['max_epochs']}), got {tuner['grace_period']!r}",
+        )
+    tuner["bohb"] = _check_bohb(c, given.get("bohb"))
+    if tuner["time_budget"] is not None:
+        tuner["time_budget"] = parse_duration(tuner["time_budget"], c, "tuner.time_budget")
     c.integer(tuner["max_consecutive_failed_trials"], "tuner.max_consecutive_failed_trials", 1, 100000)
     if tuner["keep_checkpoints"] is not None:
         c.integer(tuner["keep_checkpoints"], "tuner.keep_checkpoints", 1)
     c.integer(tuner["reuse_models"], "tuner.reuse_models", 0, 64)
-    hyperband = tuner["algorithm"] == "hyperband"
     for key in given:
-        if (key in HYPERBAND_ONLY and not hyperband) or (key == "max_trials" and hyperband):
-            used_by = "hyperband" if key in HYPERBAND_ONLY else "random and bayesian"
+        if key in USED_BY and tuner["algorithm"] not in USED_BY[key]:
+            *first, last = USED_BY[key]
+            used_by = f"{', '.join(first)} and {last}" if first else last
             raise c.fail(f"tuner.{key}", f"only used by {used_by}, but tuner.algorithm is {tuner['algorithm']}")
     return tuner
+
+
+def _check_bohb(c: _Checker, raw: Any) -> dict:
+    bohb = {**BOHB_DEFAULTS, **c.mapping(raw, "tuner.bohb", tuple(BOHB_DEFAULTS))}
+    bohb["random_fraction"] = c.fraction(bohb["random_fraction"], "tuner.bohb.random_fraction", low_open=False)
+    bohb["top_fraction"] = c.fraction(bohb["top_fraction"], "tuner.bohb.top_fraction", low_open=True)
+    if bohb["min_points"] is not None:
+        c.integer(bohb["min_points"], "tuner.bohb.min_points", 1, 10000)
+    c.integer(bohb["candidates"], "tuner.bohb.candidates", 1, 100000)
+    for key, low in (("bandwidth_factor", 0.0), ("min_bandwidth", 0.0)):
+        value = bohb[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= low:
+            raise c.fail(f"tuner.bohb.{key}", f"expected a number > 0, got {value!r}")
+        bohb[key] = float(value)
+    return bohb
+
+
+def parse_duration(value: Any, c: _Checker | None = None, key: str = "--budget") -> float:
+    """Seconds from a number of seconds or text such as `45m`, `1h30m`, `90s`, `2.5h`."""
+    seconds = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        match = DURATION.match(text) if text else None
+        if match and any(match.groups()):
+            h, m, s = (float(g) if g else 0.0 for g in match.groups())
+            seconds = h * 3600 + m * 60 + s
+        else:
+            try:
+                seconds = float(text)
+            except ValueError:
+                seconds = None
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        message = f"expected a duration > 0 such as 45m, 1h30m, 90s or a number of seconds, got {value!r}"
+        if c is None:
+            raise UserError(key, "", message)
+        raise c.fail(key, message)
+    return seconds
 
 
 def _check_early_stopping(c: _Checker, raw: Any, hypermodel: str) -> dict:

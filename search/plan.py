@@ -5,8 +5,17 @@ successive halving, each round training the best configurations of the previous 
 epochs (KerasTuner runs a continuation as a new trial that starts from its parent's checkpoint).
 The formulas are KerasTuner's own (`HyperbandOracle._get_size`, `_get_epochs`,
 `_get_num_brackets`); a test checks them against KerasTuner's oracle and against a real run.
-Early stopping can only make a trial shorter than planned; failed trials and a search space
-too small to give every new configuration distinct values make the search run fewer trials.
+BOHB runs Hyperband's schedule; only where its new configurations come from differs. ASHA's
+rungs are fixed by `max_epochs`, `factor` and `grace_period`; it starts `max_trials` new
+configurations and promotes at least a 1/factor of each rung (more when an early leader of a
+rung falls out of its top later: it stays promoted). Early stopping can only make a trial
+shorter than planned; failed trials and a search space too small to give every new
+configuration distinct values make the search run fewer trials.
+
+With a time budget (`tuner.time_budget`, `plan --budget`), the calibrated estimate sizes the
+search to fit: Hyperband's and BOHB's iterations, ASHA's, random and Bayesian search's trials,
+after multiplying the estimate by `BUDGET_MARGIN` (the one-epoch calibration ran 20-40% short of
+real searches on the resnet and mnist5k configs).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from hypermodels.spaces import RUNTIME_DIMS, RUNTIME_SECTIONS, SCHEDULE_BY_KIND,
 # Per-trial work outside the epochs (a build, the checkpoint, TensorBoard, KerasTuner's
 # bookkeeping): ~0.12 s on a 2-core Intel Xeon with AVX-512 (`python -m tests.benchmarks.overhead`).
 TRIAL_OVERHEAD_S = 0.12
+BUDGET_MARGIN = 1.4
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,18 @@ def hyperband_rounds(max_epochs: int, factor: int, iterations: int) -> list[Roun
                 rounds.append(
                     Round(iteration, bracket, r, size(bracket, r), to_epoch(bracket, r) - start, to_epoch(bracket, r))
                 )
+    return rounds
+
+
+def asha_rounds(max_trials: int, rungs: list[int], factor: int) -> list[Round]:
+    """ASHA's rungs as rounds of one bracket: every new configuration at rung 0, at least a
+    1/factor of each rung promoted to the next."""
+    rounds, trials = [], max_trials
+    for k, to_epoch in enumerate(rungs):
+        if k:
+            trials //= factor
+        start = rungs[k - 1] if k else 0
+        rounds.append(Round(0, 0, k, trials, to_epoch - start, to_epoch))
     return rounds
 
 
@@ -107,9 +129,13 @@ def architectures(space: SearchSpace, reuse: bool) -> int | None:
 
 def make_plan(cfg) -> dict:
     """Trials, epochs and rounds of the configured search, and its warnings."""
+    from search.asha import rung_epochs
+
     t = cfg.tuner
     if t.hyperband:
         rounds = hyperband_rounds(t.max_epochs, t.factor, t.hyperband_iterations)
+    elif t.algorithm == "asha":
+        rounds = asha_rounds(t.max_trials, rung_epochs(t.max_epochs, t.factor, t.grace_period), t.factor)
     else:
         rounds = [Round(0, 0, 0, t.max_trials, t.max_epochs, t.max_epochs)]
     new = sum(r.trials for r in rounds if r.round == 0)
@@ -121,7 +147,7 @@ def make_plan(cfg) -> dict:
             "KerasTuner stops proposing when it runs out, so the search will run fewer trials than planned "
             "(widen a range, add choices, or lower the budget)"
         )
-    return {
+    plan = {
         "algorithm": t.algorithm,
         "rounds": rounds,
         "trials": sum(r.trials for r in rounds),
@@ -131,6 +157,12 @@ def make_plan(cfg) -> dict:
         "architectures": architectures(cfg.space, bool(t.reuse_models)),
         "warnings": warnings,
     }
+    if t.algorithm == "bohb" and bohb_first_model(cfg, plan) is None:
+        warnings.append(
+            "no budget of this plan gets enough completed trials for BOHB's model, so BOHB proposes at random "
+            "like Hyperband: raise tuner.hyperband_iterations (or lower tuner.bohb.min_points)"
+        )
+    return plan
 
 
 def calibrate(cfg) -> dict:
@@ -184,11 +216,89 @@ def estimate(plan: dict, calibration: dict) -> float:
     )
 
 
+def bohb_first_model(cfg, plan: dict) -> tuple[int, int, int] | None:
+    """(new configuration number, its round's index, budget) of the first new configuration BOHB's model
+    can propose, run in order on one worker with every trial completing; None: never in this plan.
+
+    A budget needs `min_points + 2` completed trials (min_points: searched dimensions + 1 by default).
+    """
+    needed = (cfg.tuner.bohb["min_points"] or len(cfg.space.searched()) + 1) + 2
+    observed: dict[int, int] = {}
+    new = 0
+    for index, r in enumerate(plan["rounds"]):
+        for _ in range(r.trials):
+            if r.round == 0:
+                new += 1
+                ready = [b for b, n in observed.items() if n >= needed]
+                if ready:
+                    return new, index, max(ready)
+            observed[r.to_epoch] = observed.get(r.to_epoch, 0) + 1
+    return None
+
+
+def fit_budget(cfg, calibration: dict, budget_s: float) -> tuple[str, int, float] | None:
+    """(key, largest value that fits, its estimate in seconds) for the search to fit `budget_s` after
+    `BUDGET_MARGIN`; None when not even the smallest setting does."""
+    t = cfg.tuner
+    key = "hyperband_iterations" if t.hyperband else "max_trials"
+    limit = 100 if t.hyperband else 100000
+
+    def seconds(value: int) -> float:
+        return estimate(make_plan(cfg.with_tuner(**{key: value})), calibration)
+
+    if seconds(1) * BUDGET_MARGIN > budget_s:
+        return None
+    low, high = 1, 2
+    while high <= limit and seconds(high) * BUDGET_MARGIN <= budget_s:
+        low, high = high, high * 2
+    high = min(high, limit + 1)
+    while high - low > 1:  # the largest value whose estimate fits: low fits, high does not
+        mid = (low + high) // 2
+        low, high = (mid, high) if seconds(mid) * BUDGET_MARGIN <= budget_s else (low, mid)
+    return key, low, seconds(low)
+
+
+def _budget_lines(cfg, plan: dict, calibration: dict | None, budget_s: float) -> list[str]:
+    t = cfg.tuner
+    head = f"time budget {duration(budget_s)}"
+    if calibration is None:
+        return [f"{head}: no estimate without the calibration run (drop --no-calibrate to size the search to it)"]
+    planned = estimate(plan, calibration)
+    lines = [
+        f"{head}: the plan is estimated at {duration(planned)}, x{BUDGET_MARGIN} for calibration error "
+        f"{duration(planned * BUDGET_MARGIN)}: "
+        + (
+            "it fits"
+            if planned * BUDGET_MARGIN <= budget_s
+            else "the budget ends it early (soft: no trial starts that would not fit)"
+        )
+    ]
+    fit = fit_budget(cfg, calibration, budget_s)
+    if fit is None:
+        key = "hyperband_iterations" if t.hyperband else "max_trials"
+        lines.append(
+            f"not even tuner.{key}: 1 fits the budget with the margin: lower tuner.max_epochs or give more time"
+        )
+        return lines
+    key, value, seconds = fit
+    lines.append(
+        f"to fit it: tuner.{key}: {value} (estimated {duration(seconds)}, x{BUDGET_MARGIN} {duration(seconds * BUDGET_MARGIN)})"
+    )
+    config = cfg.source if isinstance(cfg.source, str) else "CONFIG"
+    lines.append(f"  ktsearch tune {config} --set tuner.{key}={value} --budget {_budget_text(budget_s)}")
+    return lines
+
+
+def _budget_text(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
+
+
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"
@@ -199,12 +309,13 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def describe(cfg, plan: dict, calibration: dict | None) -> str:
+def describe(cfg, plan: dict, calibration: dict | None, budget_s: float | None = None) -> str:
+    """What `ktsearch plan` prints (`budget_s`: `--budget`, else the config's `tuner.time_budget`)."""
     t = cfg.tuner
     lines = []
-    if plan["algorithm"] == "hyperband":
+    if t.hyperband:
         lines.append(
-            f"{cfg.source}: hyperband, max_epochs {t.max_epochs}, factor {t.factor}, "
+            f"{cfg.source}: {plan['algorithm']}, max_epochs {t.max_epochs}, factor {t.factor}, "
             f"{_n(t.hyperband_iterations, 'iteration')}"
         )
         for r in plan["rounds"]:
@@ -214,6 +325,23 @@ def describe(cfg, plan: dict, calibration: dict | None) -> str:
                 f"  {prefix}bracket {r.bracket} round {r.round}: {_n(r.trials, 'trial')} x {_n(r.epochs_each, 'epoch')} "
                 f"(to epoch {r.to_epoch}; {what})"
             )
+        if t.algorithm == "bohb":
+            lines += _bohb_lines(cfg, plan)
+    elif t.algorithm == "asha":
+        rungs = [r.to_epoch for r in plan["rounds"]]
+        lines.append(
+            f"{cfg.source}: asha, {t.max_trials} new configurations, rungs at {', '.join(map(str, rungs))} epochs "
+            f"(max_epochs {t.max_epochs}, factor {t.factor}, grace period {t.grace_period})"
+        )
+        for r in plan["rounds"]:
+            what = "new configurations" if r.round == 0 else f"promoted from rung {r.round - 1}, its top 1/{t.factor}"
+            count = _n(r.trials, "trial") if r.round == 0 else f"at least {_n(r.trials, 'trial')}"
+            lines.append(f"  rung {r.round}: {count} x {_n(r.epochs_each, 'epoch')} (to epoch {r.to_epoch}; {what})")
+        lines.append(
+            "  asynchronous: a trial is promoted as soon as it is in the top 1/factor of its rung's results so far, "
+            "else a new configuration starts; the search stops once every new configuration has started and "
+            "nothing is left to promote"
+        )
     else:
         lines.append(f"{cfg.source}: {plan['algorithm']}, {t.max_trials} trials x {t.max_epochs} epochs")
     lines.append(
@@ -235,6 +363,29 @@ def describe(cfg, plan: dict, calibration: dict | None) -> str:
             f"calibration, one epoch of the default configuration on this machine: {calibration['epoch_s']:.2f} s "
             f"(+ {calibration['tracing_s']:.2f} s tracing a new architecture)"
         )
-        lines.append(f"estimated wall time: {_duration(estimate(plan, calibration))}")
+        lines.append(f"estimated wall time: {duration(estimate(plan, calibration))}")
+    budget_s = t.time_budget if budget_s is None else budget_s
+    if budget_s is not None:
+        lines += _budget_lines(cfg, plan, calibration, budget_s)
     lines += [f"warning: {w}" for w in plan["warnings"]]
     return "\n".join(lines)
+
+
+def _bohb_lines(cfg, plan: dict) -> list[str]:
+    b = cfg.tuner.bohb
+    points = b["min_points"] or len(cfg.space.searched()) + 1
+    lines = [
+        f"  new configurations: BOHB's model once a budget has {points + 2} completed trials (min_points {points}"
+        f"{'' if b['min_points'] else ': searched dimensions + 1'} + 2), a random draw before that and "
+        f"{b['random_fraction']:.0%} of the time after it"
+    ]
+    first = bohb_first_model(cfg, plan)
+    if first is not None:  # else make_plan warns
+        new, index, budget = first
+        r = plan["rounds"][index]
+        prefix = f"iteration {r.iteration + 1} " if cfg.tuner.hyperband_iterations > 1 else ""
+        lines.append(
+            f"  the model can propose from new configuration {new} of {plan['new_configurations']} on "
+            f"({prefix}bracket {r.bracket}, modelling budget {_n(budget, 'epoch')}; one worker, every trial completing)"
+        )
+    return lines

@@ -140,12 +140,13 @@ def _r2(y: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 - float(np.sum((y - pred) ** 2)) / total if total > 0 else 0.0
 
 
-def brackets(trials: list[dict], direction: str) -> list[dict]:
+def brackets(trials: list[dict], direction: str, by: str = "bracket") -> list[dict]:
+    """Per Hyperband bracket (`by="round"`: per ASHA rung) trials, scores and epochs."""
     out = []
     for bracket in sorted(
-        {t["tuner"].get("bracket") for t in trials if t["tuner"].get("bracket") is not None}, reverse=True
+        {t["tuner"].get(by) for t in trials if t["tuner"].get(by) is not None}, reverse=by == "bracket"
     ):
-        ts = [t for t in trials if t["tuner"].get("bracket") == bracket]
+        ts = [t for t in trials if t["tuner"].get(by) == bracket]
         done = [t["score"] for t in ts if t["status"] == "COMPLETED" and t["score"] is not None]
         pick = max if direction == "max" else min
         out.append(
@@ -246,8 +247,14 @@ def markdown(
     top = _top(trials, config)
     lines = [f"# Search report: {run_dir.name}", ""]
     lines.append(
-        f"{len(trials)} trials, {sum(t['status'] == 'COMPLETED' for t in trials)} completed; objective {objective} ({direction})."
+        f"{config.tuner.algorithm}: {len(trials)} trials, {sum(t['status'] == 'COMPLETED' for t in trials)} completed; "
+        f"objective {objective} ({direction})."
     )
+    ran = (runs.read_json(run_dir / runs.SUMMARY_FILE) or {}).get("plan") or {}
+    if ran.get("time_budget_s") is not None:
+        from search.tuning import budget_line
+
+        lines += ["", budget_line(ran) + "."]
     lines += ["", f"## Top {min(TOP_K, len(top))} trials", ""]
     header = ["trial", objective, "epochs run / granted", "best epoch", *dims]
     lines.append("| " + " | ".join(header) + " |")
@@ -262,18 +269,22 @@ def markdown(
         ]
         cells += [_fmt(t["hyperparameters"].get(d)) for d in dims]
         lines.append("| " + " | ".join(cells) + " |")
+    asha = config.tuner.algorithm == "asha"
     lines += [
         "",
-        "## Brackets",
+        "## Rungs (ASHA)" if asha else "## Brackets",
         "",
-        "| bracket | rounds | trials | completed | best | mean | epochs run / granted |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| rung | trials | completed | best | mean | epochs run / granted |"
+        if asha
+        else "| bracket | rounds | trials | completed | best | mean | epochs run / granted |",
+        "| --- | --- | --- | --- | --- | --- |" if asha else "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for b in brackets(trials, direction):
+    for b in brackets(trials, direction, "round" if asha else "bracket"):
         best = "-" if b["best"] is None else f"{b['best']:.4f}"
         mean = "-" if b["mean"] is None else f"{b['mean']:.4f}"
+        first = f"| {b['bracket']} |" if asha else f"| {b['bracket']} | {b['rounds']} |"
         lines.append(
-            f"| {b['bracket']} | {b['rounds']} | {b['trials']} | {b['completed']} | {best} | {mean} | {b['epochs_run']} / {b['epochs_granted']} |"
+            f"{first} {b['trials']} | {b['completed']} | {best} | {mean} | {b['epochs_run']} / {b['epochs_granted']} |"
         )
     granted = sum(_record(t).get("epochs_granted") or 0 for t in trials)
     ran = sum(_record(t).get("epochs_run") or 0 for t in trials)

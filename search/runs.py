@@ -97,6 +97,12 @@ def read_trials(run_dir: str | os.PathLike) -> list[dict]:
     return trials
 
 
+def read_budget(run_dir: str | os.PathLike) -> dict:
+    """The time budget's record in oracle.json (`search.budget`): time spent, what did not fit; {} if none."""
+    state = read_json(Path(run_dir) / TUNER_DIR / "oracle.json") or {}
+    return state.get("ktsearch_budget") or {}
+
+
 def best_trial(trials: list[dict], objective: str) -> dict | None:
     """The completed trial with the best finite score (ties: the earlier trial)."""
     done = [t for t in trials if t["status"] == "COMPLETED" and t["score"] is not None and math.isfinite(t["score"])]

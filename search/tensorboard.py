@@ -39,8 +39,8 @@ from hypermodels.space import Choice, Fixed, Range
 from hypermodels.spaces import condition_of
 
 TRIAL_COLUMNS = (
-    ("trial/bracket", "bracket", "Hyperband bracket"),
-    ("trial/round", "round", "latest Hyperband round this configuration reached"),
+    ("trial/bracket", "bracket", "Hyperband or BOHB bracket (ASHA: 0)"),
+    ("trial/round", "round", "latest round this configuration reached (ASHA: its rung)"),
     ("trial/epochs_granted", "epochs granted", "epochs the tuner granted this configuration, all rounds"),
     ("trial/epochs_run", "epochs run", "epochs actually trained, all rounds (fewer: early stopping)"),
     ("trial/best_epoch", "best epoch", "absolute epoch of the best objective value"),

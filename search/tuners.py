@@ -24,7 +24,7 @@ import keras
 import keras_tuner as kt
 
 from hypermodels import private_api
-from search import distributed, oracles, runs
+from search import algorithms, distributed, oracles, runs
 from search import tensorboard as tb
 from search.checkpoints import CheckpointRetention
 from search.context import SearchRun
@@ -203,16 +203,12 @@ def configure_keras_tuner() -> None:
 configure_keras_tuner()
 
 
-class HyperbandTuner(RecordingTuner, kt.Hyperband):
-    pass
+class BracketTuner(RecordingTuner, private_api.HyperbandWithOracle):
+    """Hyperband, BOHB and ASHA: trials that continue a parent's checkpoint for more epochs."""
 
 
-class RandomTuner(RecordingTuner, kt.RandomSearch):
-    pass
-
-
-class BayesianTuner(RecordingTuner, kt.BayesianOptimization):
-    pass
+class SingleRunTuner(RecordingTuner, kt.Tuner):
+    """Random and Bayesian search: every trial trains from scratch for `max_epochs`."""
 
 
 def heartbeat(worker_timeout: float) -> float:
@@ -255,23 +251,18 @@ def strategy(config, log=print):
 def build_tuner(run: SearchRun, hypermodel):
     """The configured tuner over `hypermodel`, reloading an existing project in the run dir."""
     t = run.config.tuner
-    common = dict(
+    objective = kt.Objective(t.objective, runs.direction(t.objective))
+    oracle = algorithms.make_oracle(t, objective, oracle_seed(run.config.seed))
+    cls = SingleRunTuner if t.algorithm in ("random", "bayesian") else BracketTuner
+    return cls(
+        oracle=oracle,
         hypermodel=hypermodel,
-        objective=kt.Objective(t.objective, runs.direction(t.objective)),
-        seed=oracle_seed(run.config.seed),
-        max_consecutive_failed_trials=t.max_consecutive_failed_trials,
         directory=str(run.run_dir),
         project_name=runs.TUNER_DIR,
         overwrite=False,  # ktsearch decides about overwriting, before the tuner exists
         distribution_strategy=run.strategy,
         run=run,
     )
-    if t.hyperband:
-        return HyperbandTuner(
-            max_epochs=t.max_epochs, factor=t.factor, hyperband_iterations=t.hyperband_iterations, **common
-        )
-    cls = RandomTuner if t.algorithm == "random" else BayesianTuner
-    return cls(max_trials=t.max_trials, **common)
 
 
 def search_callbacks(config) -> list:

@@ -1,4 +1,4 @@
-"""`tune`: config -> data -> Hyperband with early stopping -> TensorBoard -> summary."""
+"""`tune`: config -> data -> the tuner (Hyperband, BOHB, ASHA, ...) with early stopping -> TensorBoard -> summary."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from search.plan import make_plan
 SAMPLE_IMAGES = 16
 RESUME_IGNORES = ("name", "results_dir", "distribution")  # where and on what a run runs, not what it searches
 # Keys a resumed run may change: storage and speed, not what is searched.
-RESUMABLE = {"tuner": ("keep_checkpoints", "reuse_models"), "data": ("cache",)}
+RESUMABLE = {"tuner": ("keep_checkpoints", "reuse_models", "time_budget"), "data": ("cache",)}
 
 
 def _first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
@@ -88,10 +88,27 @@ def summarize(config: SearchConfig) -> dict:
         "objective": {"name": objective, "direction": runs.direction(objective)},
         "best_trial": None if best is None else best["trial_id"],
         "best_score": None if best is None else best["score"],
+        "plan": _plan_ran(config, trials),
         "trials": [{k: v for k, v in t.items() if k != "record"} | _epochs(t) for t in trials],
     }
     runs.write_json(config.run_dir / runs.SUMMARY_FILE, summary)
     return summary
+
+
+def _plan_ran(config: SearchConfig, trials: list[dict]) -> dict:
+    """How much of the plan ran: trials and epochs planned and run, time spent, and the budget's stop."""
+    plan = make_plan(config)
+    budget = runs.read_budget(config.run_dir)
+    return {
+        "algorithm": config.tuner.algorithm,
+        "planned_trials": plan["trials"],
+        "trials": len(trials),
+        "planned_epochs": plan["epochs"],
+        "epochs_run": sum((t["record"] or {}).get("epochs_run") or 0 for t in trials),
+        "time_budget_s": budget.get("time_budget_s"),
+        "spent_s": budget.get("spent_s"),
+        "stopped_by_budget": budget.get("stop"),
+    }
 
 
 def _epochs(trial: dict) -> dict:
@@ -113,6 +130,7 @@ def tune(
     quiet: bool = False,
     progress_bar: bool = False,
     keras_verbose: int = 0,
+    budget: str | float | None = None,
 ) -> dict:
     """Run (or resume) a search; returns the summary (also written to summary.json).
 
@@ -130,13 +148,17 @@ def tune(
         quiet: no per-trial lines (the start and the final report still go to `log`).
         progress_bar: also keep a status bar on the terminal's last line (`ktsearch tune` on a TTY).
         keras_verbose: Keras's own per-epoch output in each trial (0 off, 1 bar, 2 a line per epoch).
+        budget: wall-clock budget (seconds, or text such as ``"45m"``), overriding ``tuner.time_budget``;
+            counted across resumes, and a resume may change it.
 
     Raises:
         UserError: bad config or data, or a run directory that cannot be used.
     """
     overrides = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
-    overrides.update({k: v for k, v in (("name", name), ("results_dir", results_dir)) if v is not None})
-    cfg = load_config(config, overrides, labels={"name": "--name", "results_dir": "--results-dir"})
+    given = (("name", name), ("results_dir", results_dir), ("tuner.time_budget", budget))
+    overrides.update({k: v for k, v in given if v is not None})
+    labels = {"name": "--name", "results_dir": "--results-dir", "tuner.time_budget": "--budget"}
+    cfg = load_config(config, overrides, labels=labels)
     role = role or Role()
     if threads is not None and not 1 <= threads <= 1024:
         raise UserError("--threads", "", f"expected a thread count in [1, 1024], got {threads!r}")
@@ -284,10 +306,31 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def budget_line(ran: dict) -> str:
+    from search.plan import duration
+
+    share = (
+        f"{ran['trials']} of {ran['planned_trials']} planned trials, "
+        f"{ran['epochs_run']} of {ran['planned_epochs']} planned epochs ran"
+    )
+    used = f"time budget {duration(ran['time_budget_s'])}: {duration(ran['spent_s'] or 0)} used"
+    stop = ran.get("stopped_by_budget")
+    if not stop:
+        return f"{used}; {share}"
+    needed = "" if stop["needed_s"] is None else f", about {duration(stop['needed_s'])}"
+    left = duration(max(stop["left_s"], 0))
+    return (
+        f"{used}; the budget ended the search: the next {stop['next']}{needed} did not fit in the {left} left; {share}"
+    )
+
+
 def final_report(cfg: SearchConfig, summary: dict) -> str:
     trials = summary["trials"]
     done = sum(t["status"] == "COMPLETED" for t in trials)
     lines = [f"search finished: {done} of {len(trials)} trials completed"]
+    ran = summary.get("plan") or {}
+    if ran.get("time_budget_s") is not None:
+        lines.append(budget_line(ran))
     best = next((t for t in trials if t["trial_id"] == summary["best_trial"]), None)
     if best is None:
         lines.append("no trial completed; nothing to export")

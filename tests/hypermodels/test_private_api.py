@@ -49,6 +49,10 @@ def test_instance_attributes_exist_on_real_objects(tmp_path, monkeypatch):
     assert private_api.project_dir(oracle) == str(tmp_path / "p")
     assert private_api.retry_queue(oracle) == []
     assert isinstance(private_api.brackets_in_progress(oracle), list)
+    bayesian = kt.oracles.BayesianOptimizationOracle(objective="val_accuracy", max_trials=2, hyperparameters=hp)
+    _has(
+        bayesian, private_api.REQUIRED_INSTANCE["keras_tuner BayesianOptimizationOracle"], "BayesianOptimizationOracle"
+    )
 
     monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
     monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "1")

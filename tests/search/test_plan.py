@@ -65,3 +65,41 @@ def test_calibrated_plan_estimates_the_wall_time(workdir):
     assert "calibration, one epoch of the default configuration on this machine:" in proc.stdout
     assert "estimated wall time:" in proc.stdout
     assert not (workdir / "results").exists()  # planning writes nothing
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "key"),
+    [
+        ("hyperband", "hyperband_iterations"),
+        ("bohb", "hyperband_iterations"),
+        ("asha", "max_trials"),
+        ("random", "max_trials"),
+    ],
+)
+def test_a_budget_sizes_the_search_to_the_largest_setting_whose_estimate_fits_with_the_margin(algorithm, key):
+    from search.plan import BUDGET_MARGIN, estimate, fit_budget
+
+    cfg = load_config(CONFIGS / "mnist5k.yaml", {"tuner": {"algorithm": algorithm, "max_epochs": 9}})
+    calibration = {"epoch_s": 1.5, "tracing_s": 2.0}
+    budget = 3600.0
+    found_key, value, seconds = fit_budget(cfg, calibration, budget)
+    assert found_key == key and value >= 1
+    fits = lambda v: estimate(make_plan(cfg.with_tuner(**{key: v})), calibration) * BUDGET_MARGIN <= budget  # noqa: E731
+    assert fits(value) and not fits(value + 1)
+    assert seconds == estimate(make_plan(cfg.with_tuner(**{key: value})), calibration)
+    assert fit_budget(cfg, calibration, 1.0) is None  # not even the smallest search fits a second
+
+
+def test_asha_plan_counts_every_new_configuration_and_at_least_a_third_of_each_rung():
+    from search.plan import asha_rounds
+
+    rounds = asha_rounds(30, [1, 3, 9], 3)
+    assert [(r.round, r.trials, r.epochs_each, r.to_epoch) for r in rounds] == [
+        (0, 30, 1, 1),
+        (1, 10, 2, 3),
+        (2, 3, 6, 9),
+    ]
+    plan = make_plan(
+        load_config(CONFIGS / "digits_smoke.yaml", {"tuner": {"algorithm": "asha", "max_trials": 9, "factor": 3}})
+    )
+    assert plan["trials"] == 12 and plan["new_configurations"] == 9 and plan["epochs"] == 9 * 1 + 3 * 2

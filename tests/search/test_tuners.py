@@ -7,13 +7,14 @@ import numpy as np
 from hypermodels.cnn import CNNHyperModel
 from hypermodels.private_api import seed_keras
 from hypermodels.spaces import CNN_MODEL, SearchSpace
+from search import algorithms
 from search.config import DataConfig, load_config
 from search.context import SearchRun
 from search.data import load_splits, to_datasets
 from search.distributed import Role
 from search.pool import ModelPool
 from search.seeding import oracle_seed
-from search.tuners import RandomTuner
+from search.tuners import SingleRunTuner
 
 SPACE = {"augmentation": {"rotation_range": {"min": 0, "max": 30}, "zoom_range": {"min": 0, "max": 0.2}}}
 
@@ -152,9 +153,18 @@ def test_trial_seeding_builds_the_weights_keras_seeding_builds():
 def test_models_built_outside_a_trial_do_not_come_from_the_pool(tmp_path):
     hm = CNNHyperModel((8, 8, 1), 10, POOL_SPACE)
     run = SearchRun(
-        load_config({"name": "p", "results_dir": str(tmp_path), "tuner": {"reuse_models": 2}}), "new", Role()
+        load_config(
+            {
+                "name": "p",
+                "results_dir": str(tmp_path),
+                "tuner": {"reuse_models": 2, "algorithm": "random", "max_trials": 1},
+            }
+        ),
+        "new",
+        Role(),
     )
-    tuner = RandomTuner(hypermodel=hm, objective="val_accuracy", max_trials=1, directory=str(tmp_path), run=run)
+    oracle = algorithms.make_oracle(run.config.tuner, kt.Objective("val_accuracy", "max"), seed=1)
+    tuner = SingleRunTuner(oracle=oracle, hypermodel=hm, directory=str(tmp_path), run=run)
     hp = _hp(hm, **{"batchnorm.placement": "none"})
     # KerasTuner's load_model / get_best_models build through _try_build: each must get its own model
     assert tuner.build_trial_model(hp) is not tuner.build_trial_model(hp)
