@@ -320,17 +320,12 @@ class OracleHooks:
         values = {k: v for k, v in values.items() if k not in self.HASH_IGNORES}
         return super()._compute_values_hash(values)
 
-    @property
-    def draws(self) -> int:
-        """Random draws so far (`_seed_state`): saved with the oracle, so a resume draws what the run would have."""
-        return self._seed_state
-
-    def advance_draws(self, n: int = 1) -> None:
-        self._seed_state += n
+    OWN_PROPOSAL_STATE: tuple[str, ...] = ()  # a subclass's own attributes that proposing changes
 
     def proposal_state(self) -> dict:
         """A copy of everything proposing a trial may change, for `restore_proposal_state`."""
-        return copy.deepcopy({name: getattr(self, name) for name in PROPOSAL_STATE if hasattr(self, name)})
+        names = (*PROPOSAL_STATE, *self.OWN_PROPOSAL_STATE)
+        return copy.deepcopy({name: getattr(self, name) for name in names if hasattr(self, name)})
 
     def restore_proposal_state(self, state: dict) -> None:
         for name, value in state.items():

@@ -21,16 +21,9 @@ from __future__ import annotations
 import keras_tuner as kt
 
 from hypermodels import private_api
+from search.plan import rung_epochs
 
 TUNER_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round")
-
-
-def rung_epochs(max_epochs: int, factor: int, grace_period: int) -> list[int]:
-    """Epochs each rung trains a configuration to, bottom to top."""
-    top = 0
-    while grace_period * factor ** (top + 1) <= max_epochs:
-        top += 1
-    return [-(-max_epochs // factor ** (top - k)) for k in range(top + 1)]
 
 
 class AshaOracle(private_api.OracleHooks, kt.Oracle):

@@ -12,9 +12,11 @@ docs/algorithms.md.
 The space is KerasTuner's: a `Float`, `Int` or ordered `Choice` is a continuous dimension on
 [0, 1] (`value_to_prob`), an unordered `Choice` or a `Boolean` a categorical one
 (Aitchison-Aitken kernel); a dimension a configuration leaves inactive is imputed from the active
-values of the other observations, as hpbandster does. Draws come from a NumPy generator seeded
-by (seed, draws so far), and the draw count is saved with the oracle: the same seed gives the
-same proposals in one process, and a resume proposes what the uninterrupted run would have.
+values of the other observations, as hpbandster does. The model's draws come from a NumPy
+generator seeded by (seed, proposals so far), a count saved with the oracle, and the random
+draws are KerasTuner's own: the same seed gives the same proposals in one process, a resume
+proposes what the uninterrupted run would have, and until the model has data BOHB proposes
+exactly Hyperband's configurations.
 """
 
 from __future__ import annotations
@@ -163,6 +165,7 @@ class BohbOracle(private_api.OracleHooks, kt.oracles.HyperbandOracle):
         self.bandwidth_factor = bandwidth_factor
         self.min_bandwidth = min_bandwidth
         self.proposals: dict[str, dict] = {}  # trial id -> how its configuration was chosen
+        self.model_draws = 0  # proposals so far: seeds the model's generator, saved with the oracle
         self._proposing: str | None = None
         super().__init__(*args, **kwargs)
 
@@ -174,8 +177,10 @@ class BohbOracle(private_api.OracleHooks, kt.oracles.HyperbandOracle):
             self._proposing = None
 
     def propose_values(self):
-        rng = np.random.default_rng([self.seed or 0, self.draws])
-        self.advance_draws()
+        # Its own stream: KerasTuner's random draws stay Hyperband's, so until the model has data BOHB
+        # proposes exactly what Hyperband with the same seed would, and the difference is the model's.
+        rng = np.random.default_rng([self.seed or 0, self.model_draws])
+        self.model_draws += 1
         how = self._model_values(rng) if rng.random() >= self.random_fraction else None
         if how is None:
             self._note({"by": "random"})
@@ -245,9 +250,13 @@ class BohbOracle(private_api.OracleHooks, kt.oracles.HyperbandOracle):
                 hps.values[hp.name] = dims[hp.name].decode(vector[hp.name]) if hp.name in dims else hp.value
         return hps.values
 
+    OWN_PROPOSAL_STATE = ("model_draws",)
+
     def get_state(self):
-        return super().get_state() | {STATE_KEY: {"proposals": self.proposals}}
+        return super().get_state() | {STATE_KEY: {"proposals": self.proposals, "model_draws": self.model_draws}}
 
     def set_state(self, state):
         super().set_state(state)
-        self.proposals = dict((state.get(STATE_KEY) or {}).get("proposals") or {})
+        saved = state.get(STATE_KEY) or {}
+        self.proposals = dict(saved.get("proposals") or {})
+        self.model_draws = int(saved.get("model_draws", 0))

@@ -68,6 +68,14 @@ def hyperband_rounds(max_epochs: int, factor: int, iterations: int) -> list[Roun
     return rounds
 
 
+def rung_epochs(max_epochs: int, factor: int, grace_period: int) -> list[int]:
+    """ASHA's rungs: the epochs each trains a configuration to, bottom to top (`search.asha`)."""
+    top = 0
+    while grace_period * factor ** (top + 1) <= max_epochs:
+        top += 1
+    return [-(-max_epochs // factor ** (top - k)) for k in range(top + 1)]
+
+
 def asha_rounds(max_trials: int, rungs: list[int], factor: int) -> list[Round]:
     """ASHA's rungs as rounds of one bracket: every new configuration at rung 0, at least a
     1/factor of each rung promoted to the next."""
@@ -129,8 +137,6 @@ def architectures(space: SearchSpace, reuse: bool) -> int | None:
 
 def make_plan(cfg) -> dict:
     """Trials, epochs and rounds of the configured search, and its warnings."""
-    from search.asha import rung_epochs
-
     t = cfg.tuner
     if t.hyperband:
         rounds = hyperband_rounds(t.max_epochs, t.factor, t.hyperband_iterations)
@@ -376,7 +382,7 @@ def _bohb_lines(cfg, plan: dict) -> list[str]:
     points = b["min_points"] or len(cfg.space.searched()) + 1
     lines = [
         f"  new configurations: BOHB's model once a budget has {points + 2} completed trials (min_points {points}"
-        f"{'' if b['min_points'] else ': searched dimensions + 1'} + 2), a random draw before that and "
+        f"{'' if b['min_points'] else ', searched dimensions + 1,'} plus 2), a random draw before that and "
         f"{b['random_fraction']:.0%} of the time after it"
     ]
     first = bohb_first_model(cfg, plan)

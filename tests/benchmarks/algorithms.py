@@ -2,6 +2,8 @@
 
     python -m tests.benchmarks.algorithms                       # 5 seeds: ~60 min on 2 CPU cores
     python -m tests.benchmarks.algorithms --seeds 1 2 --baseline-seeds 1
+    python -m tests.benchmarks.algorithms --algorithms bohb --baseline-seeds --update results.json
+                                                                # rerun one, merged into a saved run
 
 Every search is a fresh `ktsearch tune` process on `configs/mnist5k.yaml` with `data.max_examples`
 (default 2,000) and `tuner.hyperband_iterations` (default 3) so that BOHB's model gets used; all
@@ -123,25 +125,18 @@ def plain(kind: str, config_path: str, directory: str, seed: str) -> dict:
     import keras_tuner as kt
     import numpy as np
 
-    from hypermodels import registry
     from search.data import load_splits
     from search.seeding import oracle_seed
+    from tests.benchmarks.search import user_hypermodel
 
     keras.utils.set_random_seed(cfg.seed)
     splits = load_splits(cfg.data, cfg.seed)
-    t, es, hm = cfg.tuner, cfg.early_stopping, cfg.hypermodel
+    t, es = cfg.tuner, cfg.early_stopping
     scale = 1 / 255 if float(np.max(splits.x_train)) > 1.5 else 1.0
     if kind == "stock":
         hypermodel = _stock_hypermodel(splits.input_shape, splits.num_classes, scale)
     else:
-        hypermodel = registry.resolve(hm.name)(
-            splits.input_shape,
-            splits.num_classes,
-            cfg.space,
-            optimizer=hm.optimizer,
-            lr_horizon=cfg.lr_horizon,
-            seed=cfg.seed,
-        )
+        hypermodel = user_hypermodel(cfg, splits)
     tuner = kt.Hyperband(
         hypermodel,
         objective=t.objective,
@@ -263,8 +258,11 @@ def plot(results: dict, target: float, path: Path, title: str) -> None:
         curves = []
         for r in runs:
             curves.append([best_so_far(r["timeline"], t) for t in grid])
+        longest = max(r["wall"] for r in runs)  # each line ends where its longest search ended
         mean = [
-            statistics.mean(c[i] for c in curves) if all(c[i] is not None for c in curves) else np.nan
+            statistics.mean(c[i] for c in curves)
+            if grid[i] <= longest and all(c[i] is not None for c in curves)
+            else np.nan
             for i in range(len(grid))
         ]
         style = "--" if name in BASELINES else "-"
@@ -290,6 +288,10 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3, help="tuner.hyperband_iterations")
     parser.add_argument("--png", default="docs/images/time_to_accuracy.png")
     parser.add_argument("--json", default=None, help="write the raw results here")
+    parser.add_argument("--algorithms", nargs="+", choices=ALGORITHMS, default=list(ALGORITHMS))
+    parser.add_argument(
+        "--update", metavar="JSON", help="results of an earlier run (--json): rerun only what is asked, keep the rest"
+    )
     parser.add_argument("--plain", nargs=4, metavar=("KIND", "CONFIG", "DIR", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain:
@@ -297,10 +299,14 @@ def main() -> None:
         return
     baseline_seeds = args.seeds if args.baseline_seeds is None else args.baseline_seeds
     results: dict[str, list] = {name: [] for name in (*ALGORITHMS, *BASELINES)}
+    if args.update:
+        kept = json.loads(Path(args.update).read_text())["results"]
+        rerun = [*args.algorithms, *(BASELINES if baseline_seeds else ())]
+        results.update({name: runs for name, runs in kept.items() if name not in rerun})
     with tempfile.TemporaryDirectory() as tmp:
         configs = _config(args.config, args.examples, args.iterations, Path(tmp))
         for seed in args.seeds:
-            names = [*ALGORITHMS, *(BASELINES if seed in baseline_seeds else ())]
+            names = [*args.algorithms, *(BASELINES if seed in baseline_seeds else ())]
             for name in names:
                 if name in ALGORITHMS:
                     result = run_ktsearch(configs[name], seed, Path(tmp) / "results")
@@ -324,8 +330,8 @@ def main() -> None:
     print("\n".join(table(results, target)))
     plot(results, target, Path(args.png), title)
     print(f"plot: {args.png}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"target": target, "results": results}, indent=1))
+    if args.json or args.update:
+        Path(args.json or args.update).write_text(json.dumps({"target": target, "results": results}, indent=1))
 
 
 if __name__ == "__main__":

@@ -40,22 +40,14 @@ def plain_search(config_path: str, directory: str, seed: str) -> dict:
     import keras
     import keras_tuner as kt
 
-    from hypermodels import registry
     from search.data import load_splits
     from search.seeding import oracle_seed
 
     seed = cfg.seed
     keras.utils.set_random_seed(seed)
     splits = load_splits(cfg.data, seed)
-    t, es, hm = cfg.tuner, cfg.early_stopping, cfg.hypermodel
-    hypermodel = registry.resolve(hm.name)(
-        splits.input_shape,
-        splits.num_classes,
-        cfg.space,
-        optimizer=hm.optimizer,
-        lr_horizon=cfg.lr_horizon,
-        seed=seed,
-    )
+    t, es = cfg.tuner, cfg.early_stopping
+    hypermodel = user_hypermodel(cfg, splits)
     tuner = kt.Hyperband(
         hypermodel,
         objective=t.objective,
@@ -80,6 +72,22 @@ def plain_search(config_path: str, directory: str, seed: str) -> dict:
     )
     best = tuner.oracle.get_best_trials(1)[0]
     return {"best": best.score, "trials": len(tuner.oracle.trials)}
+
+
+def user_hypermodel(cfg, splits):
+    """ktsearch's HyperModel class with the config's space, constructed as a user's script would
+    (the class's defaults: Keras's steps_per_execution=1)."""
+    from hypermodels import registry
+
+    hm = cfg.hypermodel
+    return registry.resolve(hm.name)(
+        splits.input_shape,
+        splits.num_classes,
+        cfg.space,
+        optimizer=hm.optimizer,
+        lr_horizon=cfg.lr_horizon,
+        seed=cfg.seed,
+    )
 
 
 def _timed(cmd: list[str]) -> tuple[float, str]:

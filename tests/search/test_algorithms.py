@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from search import algorithms
-from search.asha import rung_epochs
 from search.bohb import KDE, split_good_bad
 from search.budget import fit_trial_seconds
 from search.config import load_config
+from search.plan import rung_epochs
 from tests.conftest import CONFIGS
 
 OBJECTIVE = kt.Objective("score", "max")
@@ -31,13 +31,15 @@ def synthetic(values: dict, epochs: int) -> float:
     return 1 - (v["x"] - 0.8) ** 2 - (v["y"] - 0.2) ** 2 - 0.2 * (v["kind"] != "b") + 0.01 * epochs
 
 
-def _tuner(tmp_path, **changes):
+def _tuner(**changes):
     cfg = load_config(CONFIGS / "digits_smoke.yaml").with_tuner(**changes)
     return cfg.tuner
 
 
-def _oracle(tmp_path, name: str, **changes):
-    oracle = algorithms.make_oracle(_tuner(tmp_path, **changes), OBJECTIVE, seed=7)
+def _oracle(tmp_path, name: str, budget: float | None = None, clock=None, **changes):
+    """The oracle `make_oracle` gives for digits_smoke with `changes`, over a synthetic space, as KerasTuner sets it up."""
+    extra = {} if clock is None else {"clock": clock}
+    oracle = algorithms.make_oracle(_tuner(**changes), OBJECTIVE, seed=7, time_budget=budget, **extra)
     oracle.hyperparameters = _space()
     oracle.verbose = 0
     oracle._set_project_dir(str(tmp_path), name)  # what KerasTuner's Tuner does
@@ -51,14 +53,18 @@ def _finish(oracle, trial, score: float) -> None:
     oracle.save()  # as KerasTuner's Tuner.on_trial_end does, once the trial is no longer ongoing
 
 
-def _run_sequentially(oracle, limit: int = 1000) -> list:
+def _run_sequentially(oracle, limit: int = 1000, clock=None, seconds_per_epoch: float = 10.0) -> list:
+    """One worker: every trial runs to completion; `clock` (if given) advances 2 s + its epochs' seconds."""
     trials = []
     for _ in range(limit):
         trial = oracle.create_trial("tuner0")
         if trial.status != "RUNNING":
             break
         values = trial.hyperparameters.values
-        _finish(oracle, trial, synthetic(values, values.get("tuner/epochs", 1)))
+        epochs = values.get("tuner/epochs", 9)
+        if clock is not None:
+            clock.now += 2.0 + seconds_per_epoch * (epochs - values.get("tuner/initial_epoch", 0))
+        _finish(oracle, trial, synthetic(values, epochs))
         trials.append(trial)
     return trials
 
@@ -209,39 +215,16 @@ def test_trial_seconds_fit_a_line_over_epochs():
     assert fit_trial_seconds([[2, 4.0], [2, 6.0]], 3) == pytest.approx(7.5)  # one length: per epoch
 
 
-def _budgeted(tmp_path, name, budget, clock, **changes):
-    tuner = _tuner(tmp_path, **changes)
-    oracle = algorithms.make_oracle(tuner, OBJECTIVE, seed=7, time_budget=budget, clock=clock)
-    oracle.hyperparameters = _space()
-    oracle.verbose = 0
-    oracle._set_project_dir(str(tmp_path), name)
-    return oracle
-
-
-def _timed(oracle, clock, seconds_per_epoch: float = 10.0, limit: int = 1000) -> list:
-    trials = []
-    for _ in range(limit):
-        trial = oracle.create_trial("tuner0")
-        if trial.status != "RUNNING":
-            break
-        values = trial.hyperparameters.values
-        epochs = values.get("tuner/epochs", 9) - values.get("tuner/initial_epoch", 0)
-        clock.now += 2.0 + seconds_per_epoch * epochs
-        _finish(oracle, trial, synthetic(values, values.get("tuner/epochs", 9)))
-        trials.append(trial)
-    return trials
-
-
 @pytest.mark.parametrize("algorithm", ["hyperband", "bohb", "asha", "random"])
 def test_the_budget_stops_before_a_trial_that_would_not_fit_and_a_resume_with_more_time_goes_on(tmp_path, algorithm):
     changes = {"algorithm": algorithm, "max_epochs": 9}
     if algorithm in ("asha", "random"):
         changes["max_trials"] = 12
-    full = _timed(_budgeted(tmp_path, "full", None, Clock(), **changes), Clock())
+    full = _run_sequentially(_oracle(tmp_path, "full", **changes), clock=Clock())
 
     clock = Clock()
-    oracle = _budgeted(tmp_path, "cut", 200.0, clock, **changes)
-    first = _timed(oracle, clock)
+    oracle = _oracle(tmp_path, "cut", 200.0, clock, **changes)
+    first = _run_sequentially(oracle, clock=clock)
     assert 0 < len(first) < len(full)
     assert clock.now <= 200.0  # soft, but the estimate is exact here: nothing ran past the budget
     stop = oracle.budget_stop
@@ -249,18 +232,28 @@ def test_the_budget_stops_before_a_trial_that_would_not_fit_and_a_resume_with_mo
     # A resume (reload from disk) with a larger budget: time spent is carried over, and the search
     # continues exactly where the uninterrupted one would.
     later = Clock()
-    resumed = _budgeted(tmp_path, "cut", 10_000.0, later, **changes)
+    resumed = _oracle(tmp_path, "cut", 10_000.0, later, **changes)
     resumed.reload()
     assert resumed.spent() == pytest.approx(clock.now, abs=0.01)
-    rest = _timed(resumed, later)
+    rest = _run_sequentially(resumed, clock=later)
     assert [t.hyperparameters.values for t in first + rest] == [t.hyperparameters.values for t in full]
 
 
 def test_a_hyperband_round_that_would_not_fit_does_not_start(tmp_path):
     clock = Clock()
-    oracle = _budgeted(tmp_path, "hb", 170.0, clock, algorithm="hyperband", max_epochs=9, factor=3)
-    trials = _timed(oracle, clock)
+    oracle = _oracle(tmp_path, "hb", 170.0, clock, algorithm="hyperband", max_epochs=9, factor=3)
+    trials = _run_sequentially(oracle, clock=clock)
     # Bracket 2 (9 x 1 epoch, then 3 x 2, then 1 x 6) costs 9*12 + 3*22 + 62 = 236 s > 170 s: its
     # round 1 (3 x 22 s = 66 s) does not fit after round 0's 108 s, so the search stops after round 0.
     assert [t.hyperparameters.values["tuner/round"] for t in trials] == [0] * 9
     assert oracle.budget_stop["next"].startswith("bracket 2 round 1 (3 trials")
+
+
+def test_until_its_model_has_data_bohb_proposes_exactly_hyperbands_configurations(tmp_path):
+    hyperband = _run_sequentially(_oracle(tmp_path, "hb", algorithm="hyperband", max_epochs=9, hyperband_iterations=2))
+    oracle = _oracle(tmp_path, "bohb", algorithm="bohb", max_epochs=9, hyperband_iterations=2)
+    bohb = _run_sequentially(oracle)
+    first_model = next(t.trial_id for t in bohb if oracle.proposals.get(t.trial_id, {}).get("by") == "model")
+    before = [t.hyperparameters.values for t in bohb if t.trial_id < first_model]
+    assert len(before) >= 3 + 1 + 2  # min_points (3 dimensions + 1) + 2 results at one budget
+    assert before == [t.hyperparameters.values for t in hyperband[: len(before)]]

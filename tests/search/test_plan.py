@@ -99,7 +99,5 @@ def test_asha_plan_counts_every_new_configuration_and_at_least_a_third_of_each_r
         (1, 10, 2, 3),
         (2, 3, 6, 9),
     ]
-    plan = make_plan(
-        load_config(CONFIGS / "digits_smoke.yaml", {"tuner": {"algorithm": "asha", "max_trials": 9, "factor": 3}})
-    )
+    plan = make_plan(load_config(CONFIGS / "digits_smoke.yaml", {"tuner.algorithm": "asha", "tuner.max_trials": 9}))
     assert plan["trials"] == 12 and plan["new_configurations"] == 9 and plan["epochs"] == 9 * 1 + 3 * 2
