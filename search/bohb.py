@@ -250,7 +250,7 @@ class BohbOracle(private_api.OracleHooks, kt.oracles.HyperbandOracle):
                 hps.values[hp.name] = dims[hp.name].decode(vector[hp.name]) if hp.name in dims else hp.value
         return hps.values
 
-    OWN_PROPOSAL_STATE = ("model_draws",)
+    OWN_PROPOSAL_STATE = ("model_draws", "proposals")  # a proposal the time budget refuses leaves no trace
 
     def get_state(self):
         return super().get_state() | {STATE_KEY: {"proposals": self.proposals, "model_draws": self.model_draws}}

@@ -295,6 +295,24 @@ def _budget_lines(cfg, plan: dict, calibration: dict | None, budget_s: float) ->
     return lines
 
 
+def budget_summary(ran: dict) -> str:
+    """The final report's line on a time budget: time used, what did not fit, how much of the plan ran
+    (`ran`: summary.json's `plan`)."""
+    share = (
+        f"{ran['trials']} of {ran['planned_trials']} planned trials, "
+        f"{ran['epochs_run']} of {ran['planned_epochs']} planned epochs ran"
+    )
+    used = f"time budget {duration(ran['time_budget_s'])}: {duration(ran['spent_s'] or 0)} used"
+    stop = ran.get("stopped_by_budget")
+    if not stop:
+        return f"{used}; {share}"
+    needed = "" if stop["needed_s"] is None else f", about {duration(stop['needed_s'])}"
+    left = duration(max(stop["left_s"], 0))
+    return (
+        f"{used}; the budget ended the search: the next {stop['next']}{needed} did not fit in the {left} left; {share}"
+    )
+
+
 def _budget_text(seconds: float) -> str:
     seconds = round(seconds)
     return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"

@@ -32,6 +32,7 @@ import numpy as np
 from search import runs
 from search.config import SearchConfig, read_yaml, validate
 from search.errors import UserError
+from search.plan import budget_summary
 
 REPORT_FILE = "report.md"
 PLOTS_DIR = "report"
@@ -250,11 +251,9 @@ def markdown(
         f"{config.tuner.algorithm}: {len(trials)} trials, {sum(t['status'] == 'COMPLETED' for t in trials)} completed; "
         f"objective {objective} ({direction})."
     )
-    ran = (runs.read_json(run_dir / runs.SUMMARY_FILE) or {}).get("plan") or {}
-    if ran.get("time_budget_s") is not None:
-        from search.tuning import budget_line
-
-        lines += ["", budget_line(ran) + "."]
+    plan_ran = (runs.read_json(run_dir / runs.SUMMARY_FILE) or {}).get("plan") or {}
+    if plan_ran.get("time_budget_s") is not None:
+        lines += ["", budget_summary(plan_ran) + "."]
     lines += ["", f"## Top {min(TOP_K, len(top))} trials", ""]
     header = ["trial", objective, "epochs run / granted", "best epoch", *dims]
     lines.append("| " + " | ".join(header) + " |")

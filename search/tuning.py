@@ -16,7 +16,7 @@ from search.distributed import Role
 from search.errors import FailureLimitReached, SearchStopped, UserError
 from search.lock import run_lock
 from search.models import check_hypermodel
-from search.plan import make_plan
+from search.plan import budget_summary, make_plan
 
 SAMPLE_IMAGES = 16
 RESUME_IGNORES = ("name", "results_dir", "distribution")  # where and on what a run runs, not what it searches
@@ -306,31 +306,13 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def budget_line(ran: dict) -> str:
-    from search.plan import duration
-
-    share = (
-        f"{ran['trials']} of {ran['planned_trials']} planned trials, "
-        f"{ran['epochs_run']} of {ran['planned_epochs']} planned epochs ran"
-    )
-    used = f"time budget {duration(ran['time_budget_s'])}: {duration(ran['spent_s'] or 0)} used"
-    stop = ran.get("stopped_by_budget")
-    if not stop:
-        return f"{used}; {share}"
-    needed = "" if stop["needed_s"] is None else f", about {duration(stop['needed_s'])}"
-    left = duration(max(stop["left_s"], 0))
-    return (
-        f"{used}; the budget ended the search: the next {stop['next']}{needed} did not fit in the {left} left; {share}"
-    )
-
-
 def final_report(cfg: SearchConfig, summary: dict) -> str:
     trials = summary["trials"]
     done = sum(t["status"] == "COMPLETED" for t in trials)
     lines = [f"search finished: {done} of {len(trials)} trials completed"]
     ran = summary.get("plan") or {}
     if ran.get("time_budget_s") is not None:
-        lines.append(budget_line(ran))
+        lines.append(budget_summary(ran))
     best = next((t for t in trials if t["trial_id"] == summary["best_trial"]), None)
     if best is None:
         lines.append("no trial completed; nothing to export")

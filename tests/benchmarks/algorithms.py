@@ -1,6 +1,6 @@
 """Time to accuracy: random, hyperband, bohb and asha, and two plain KerasTuner scripts, side by side.
 
-    python -m tests.benchmarks.algorithms                       # 5 seeds: ~60 min on 2 CPU cores
+    python -m tests.benchmarks.algorithms                       # 5 seeds: 75 min on 2 CPU cores
     python -m tests.benchmarks.algorithms --seeds 1 2 --baseline-seeds 1
     python -m tests.benchmarks.algorithms --algorithms bohb --baseline-seeds --update results.json
                                                                 # rerun one, merged into a saved run
@@ -331,7 +331,9 @@ def main() -> None:
     plot(results, target, Path(args.png), title)
     print(f"plot: {args.png}")
     if args.json or args.update:
-        Path(args.json or args.update).write_text(json.dumps({"target": target, "results": results}, indent=1))
+        Path(args.json or args.update).write_text(
+            json.dumps({"target": target, "results": results}, separators=(",", ":")) + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -229,6 +229,8 @@ def test_the_budget_stops_before_a_trial_that_would_not_fit_and_a_resume_with_mo
     assert clock.now <= 200.0  # soft, but the estimate is exact here: nothing ran past the budget
     stop = oracle.budget_stop
     assert stop is not None and stop["needed_s"] > stop["left_s"]
+    if algorithm == "bohb":  # the refused proposal left no note behind
+        assert set(oracle.proposals) <= set(oracle.trials)
     # A resume (reload from disk) with a larger budget: time spent is carried over, and the search
     # continues exactly where the uninterrupted one would.
     later = Clock()
