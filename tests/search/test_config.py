@@ -63,6 +63,7 @@ def test_defaults_fill_every_key():
         "max_epochs": 9,
         "factor": 3,
         "hyperband_iterations": 1,
+        "time_budget": None,
         "max_consecutive_failed_trials": 3,
         "keep_checkpoints": None,
         "reuse_models": 4,
@@ -85,7 +86,11 @@ def test_defaults_fill_every_key():
         ("name: x\ntuner: {max_epochs: 0}\n", "tuner.max_epochs", "expected an integer in [1, 10000], got 0"),
         ("name: x\ntuner: {factor: 1}\n", "tuner.factor", "expected an integer in [2, 100], got 1"),
         ("name: x\ntuner: {max_epochs: three}\n", "tuner.max_epochs", "got 'three'"),
-        ("name: x\ntuner: {algorithm: grid}\n", "tuner.algorithm", "expected one of hyperband, random, bayesian"),
+        (
+            "name: x\ntuner: {algorithm: grid}\n",
+            "tuner.algorithm",
+            "expected one of hyperband, bohb, asha, random, bayesian",
+        ),
         (
             "name: x\ntuner: {objective: val_f1}\n",
             "tuner.objective",
