@@ -118,23 +118,32 @@ def test_every_output_works_for_the_algorithm(workdir, algorithm):
 
 
 @pytest.mark.slow
-def test_chief_and_two_workers_run_asha_with_every_trial_exactly_once(workdir):
+@pytest.mark.parametrize("algorithm", ["asha", "bohb"])
+def test_chief_and_two_workers_run_the_algorithm_with_every_trial_exactly_once(workdir, algorithm):
     raw = yaml.safe_load((workdir / SMOKE).read_text())
-    raw["tuner"] = {**raw["tuner"], "algorithm": "asha", "max_trials": 12}
-    (workdir / "configs" / "asha.yaml").write_text(yaml.safe_dump(raw))
-    chief, workers = _start(workdir, "configs/asha.yaml", ["w1", "w2"])
+    if algorithm == "asha":
+        raw["tuner"] = {**raw["tuner"], "algorithm": "asha", "max_trials": 12}
+    else:  # 3 iterations, the model used from the second
+        raw["tuner"] = {**raw["tuner"], "algorithm": "bohb", "hyperband_iterations": 3, "bohb": {"min_points": 2}}
+    (workdir / "configs" / "alg.yaml").write_text(yaml.safe_dump(raw))
+    chief, workers = _start(workdir, "configs/alg.yaml", ["w1", "w2"])
     assert chief.finish() == 0, chief.text()
     for proc in workers.values():
         assert proc.finish() == 0, proc.text()
-    summary = json.loads((workdir / "results" / "digits-smoke" / "summary.json").read_text())
+    run_dir = workdir / "results" / "digits-smoke"
+    summary = json.loads((run_dir / "summary.json").read_text())
     ran = {w: _completed_by(p) for w, p in workers.items()}
     every = ran["w1"] + ran["w2"]
     assert len(every) == len(set(every))  # no trial ran twice
     assert set(every) == {t["trial_id"] for t in summary["trials"]}  # and every trial ran
-    rounds = [t["tuner"]["round"] for t in summary["trials"]]
-    assert rounds.count(0) == 12 and rounds.count(1) >= 4
     assert all(t["status"] == "COMPLETED" for t in summary["trials"])
     assert ran["w1"] and ran["w2"]
+    rounds = [t["tuner"]["round"] for t in summary["trials"]]
+    if algorithm == "asha":
+        assert rounds.count(0) == 12 and rounds.count(1) >= 4
+    else:
+        assert len(summary["trials"]) == 18
+        assert "model" in [p["by"] for p in _proposals(run_dir).values()]
 
 
 @pytest.mark.slow

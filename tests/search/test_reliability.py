@@ -99,7 +99,7 @@ def test_a_second_tune_is_refused_and_a_stale_lock_is_taken_over(workdir):
 
 def test_ctrl_c_stops_quickly_with_exit_130_and_says_how_to_resume(workdir, baseline):
     proc = _start(workdir, "int")
-    _wait_for(proc, "trial 0000")  # the first of six: the rest of the search takes long enough to interrupt
+    _wait_for(proc, "trial 0001")
     proc.send_signal(signal.SIGINT)
     start = time.monotonic()
     code = proc.wait(30)
