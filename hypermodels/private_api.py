@@ -37,6 +37,8 @@ REQUIRED = (
     ("keras_tuner.src.engine.oracle", "LOCKS"),
     ("keras_tuner.src.engine.oracle", "THREADS"),
     ("keras_tuner.src.engine.oracle", "Oracle._check_consecutive_failures"),
+    ("keras_tuner.src.engine.oracle", "Oracle._set_project_dir"),
+    ("keras_tuner.src.engine.oracle", "Oracle._save_trial"),
     ("keras_tuner.src.engine.oracle", "Oracle._random_values"),
     ("keras_tuner.src.engine.oracle", "Oracle._duplicate"),
     ("keras_tuner.src.engine.oracle", "Oracle._compute_values_hash"),
@@ -355,6 +357,20 @@ def retry_queue(oracle) -> list:
     """The oracle's queue of trial ids to hand out again (``keras_tuner/src/engine/oracle.py``:
     `_retry_queue`, KerasTuner's mechanism for trials interrupted by a chief restart)."""
     return oracle._retry_queue
+
+
+def attach_project(oracle, directory: str, project_name: str) -> None:
+    """Give an oracle no Tuner owns its project directory, as `Tuner.__init__` does (``oracle.py``:
+    `_set_project_dir`, no public setter): `search.simulate` drives oracles without a tuner."""
+    oracle._set_project_dir(directory, project_name)
+
+
+def keep_in_memory(oracle) -> None:
+    """Stop an oracle writing `oracle.json` and the trials' `trial.json` (``oracle.py``: `save`,
+    `_save_trial`): a simulated search never reloads, and thousands of trials would rewrite an
+    ever longer `oracle.json` twice each."""
+    oracle.save = lambda *args, **kwargs: None
+    oracle._save_trial = lambda trial: None
 
 
 def project_dir(oracle) -> str:

@@ -9,7 +9,9 @@ proposes exactly it); the running trials finish and the search ends. The estimat
 before any trial has ended there is nothing to go on and the trial starts.
 
 The time spent is counted from when the oracle is built (after the data is loaded) and saved in
-`oracle.json` with every trial's start and end, so it adds up across resumes; the minutes
+`oracle.json` with every trial's start and end, so it adds up across resumes; so is each trial's
+timeline (which worker ran it, from when to when, in seconds of search), from which a run's worker
+utilisation follows (`ktsearch simulate` compares its predictions with it); the minutes
 between the last save and a `kill -9` are not counted. The budget itself is not saved: a resume
 applies the one its config or `--budget` gives.
 """
@@ -50,6 +52,7 @@ class SearchOracle(private_api.OracleHooks):
         self.spent_before = 0.0
         self.session_start = clock()
         self.trial_costs: dict[str, list[float]] = {}  # trial id -> [epochs trained, seconds]
+        self.timeline: dict[str, list] = {}  # trial id -> [worker, started, ended or None] (seconds of search)
         self.budget_stop: dict | None = None  # what did not fit, when the budget ended the search
         self._started: dict[str, float] = {}
         super().__init__(*args, **kwargs)
@@ -102,6 +105,7 @@ class SearchOracle(private_api.OracleHooks):
         trial = super().create_trial(tuner_id)
         if trial.status == "RUNNING":
             self._started[trial.trial_id] = self.clock()
+            self.timeline[trial.trial_id] = [tuner_id, round(self.spent(), 3), None]
             self.budget_stop = None
         elif self.budget_stop is not None:
             self.save()  # KerasTuner saves only when a trial starts: keep the stop and the time spent
@@ -114,6 +118,8 @@ class SearchOracle(private_api.OracleHooks):
             epochs = _epochs_run(kept, self.objective) if kept is not None else 0
             if epochs:
                 self.trial_costs[trial.trial_id] = [epochs, round(self.clock() - started, 3)]
+        if trial.trial_id in self.timeline:
+            self.timeline[trial.trial_id][2] = round(self.spent(), 3)
         return super().end_trial(trial)
 
     def get_state(self):
@@ -122,6 +128,7 @@ class SearchOracle(private_api.OracleHooks):
             "time_budget_s": self.time_budget,
             "spent_s": round(self.spent(), 3),
             "trial_costs": self.trial_costs,
+            "timeline": self.timeline,
             "stop": self.budget_stop,
         }
         return state
@@ -132,6 +139,7 @@ class SearchOracle(private_api.OracleHooks):
         self.spent_before = float(saved.get("spent_s", 0.0))
         self.session_start = self.clock()
         self.trial_costs = {k: list(v) for k, v in (saved.get("trial_costs") or {}).items()}
+        self.timeline = {k: list(v) for k, v in (saved.get("timeline") or {}).items()}
         self.budget_stop = saved.get("stop")
 
 

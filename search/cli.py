@@ -8,6 +8,7 @@ the exit code. Bad input is one line on stderr and exit code 2. `--help` and
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -274,7 +275,133 @@ class TensorBoard:
             return 0
 
 
-COMMANDS = (Validate, Plan, Tune, Export, Report, Train, TensorBoard)
+class Simulate:
+    name = "simulate"
+    help = "predict how a search scales to N workers, from recorded per-epoch curves (docs/scaleout.md)"
+
+    @staticmethod
+    def add_arguments(p):
+        _config_arguments(p, "YAML search config whose tuner section is simulated")
+        p.add_argument(
+            "--curves",
+            required=True,
+            metavar="PATH",
+            help="the recorded curves: a run of a recording config (configs/curves_mnist5k.yaml) "
+            "or a JSON file written by --write-curves (configs/curves_mnist5k.json)",
+        )
+        p.add_argument(
+            "--workers", default="1,4,16,64,256", metavar="N,N,...", help="worker counts (default 1,4,16,64,256)"
+        )
+        p.add_argument(
+            "--algorithms",
+            metavar="A,B,...",
+            help="hyperband, bohb, asha, random, bayesian (default: the config's tuner.algorithm)",
+        )
+        p.add_argument(
+            "--trials-per-worker",
+            type=int,
+            default=0,
+            metavar="K",
+            help="size each search to at least K trials per worker (hyperband_iterations or max_trials); "
+            "0 (default): the search as configured",
+        )
+        p.add_argument(
+            "--seeds", type=int, default=1, metavar="S", help="oracle seeds per cell, medians shown (default 1)"
+        )
+        p.add_argument(
+            "--target",
+            type=float,
+            metavar="SCORE",
+            help="objective value for 'time to target' (default: what the best 10%% of the recorded curves reach)",
+        )
+        p.add_argument(
+            "-o", "--output-dir", metavar="DIR", help="write simulation.md, simulation.json and simulation.png there"
+        )
+        p.add_argument("--write-curves", metavar="FILE", help="also save the curves as a JSON table (to share or ship)")
+        p.add_argument(
+            "--chief-files",
+            action="store_true",
+            help="let the oracle write its files as a real chief does, so 'chief busy' counts them "
+            "(slower: every call rewrites oracle.json)",
+        )
+        p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+    @staticmethod
+    def run(args) -> int:
+        from search import simulate
+        from search.config import load_config
+
+        cfg = load_config(args.config, args.overrides)
+        workers = _positive_list(args.workers, "--workers")
+        algorithms = [cfg.tuner.algorithm] if args.algorithms is None else _algorithms(args.algorithms)
+        if args.trials_per_worker < 0:
+            raise UserError("--trials-per-worker", "", f"expected 0 or more, got {args.trials_per_worker}")
+        if args.seeds < 1:
+            raise UserError("--seeds", "", f"expected 1 or more, got {args.seeds}")
+        outputs = []
+        if args.output_dir:
+            out = Path(args.output_dir)
+            outputs = [out / f"simulation.{ext}" for ext in ("md", "json", "png")]
+        if args.write_curves:
+            outputs.append(Path(args.write_curves))
+        for path in outputs:
+            if path.exists() and not args.overwrite:
+                raise UserError(str(path), "", "expected a new file: it exists (--overwrite replaces it)")
+        table = simulate.load_table(args.curves)
+        simulate.check_table(cfg, table, f"--curves {args.curves}")
+        from search.runtime import import_tensorflow
+
+        import_tensorflow()
+        if args.write_curves:
+            Path(args.write_curves).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.write_curves).write_text(json.dumps(table.to_json(), indent=1) + "\n")
+            print(f"wrote {args.write_curves}")
+        header = simulate.header(cfg, table, args.target)
+        print(header + "\n", flush=True)
+        for line in simulate.HEADER:
+            print(line, flush=True)
+        result = simulate.study(
+            cfg,
+            table,
+            algorithms,
+            workers,
+            trials_per_worker=args.trials_per_worker,
+            seeds=args.seeds,
+            target=args.target,
+            chief_files=args.chief_files,
+            log=lambda line: print(line, flush=True),
+        )
+        if args.output_dir:
+            md, js, png = outputs[:3]
+            md.parent.mkdir(parents=True, exist_ok=True)
+            md.write_text(simulate.describe(result, cfg, table) + "\n")
+            js.write_text(json.dumps(result, indent=1) + "\n")
+            simulate.plot(result, png)
+            print(f"wrote {md}, {js.name}, {png.name}")
+        return 0
+
+
+def _positive_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise UserError(flag, "", f"expected comma-separated positive integers (1,4,16), got {text!r}")
+    return values
+
+
+def _algorithms(text: str) -> list[str]:
+    from search.config import ALGORITHMS
+
+    names = [part.strip() for part in text.split(",")]
+    for name in names:
+        if name not in ALGORITHMS:
+            raise UserError("--algorithms", "", f"expected names from {', '.join(ALGORITHMS)}, got {name!r}")
+    return names
+
+
+COMMANDS = (Validate, Plan, Tune, Export, Report, Train, TensorBoard, Simulate)
 
 
 def _space_rows(cfg) -> list[str]:

@@ -2,7 +2,8 @@
 
 KerasTuner keeps a trial's score and hyperparameters; the record adds what a reader of the
 search needs: the epochs granted and run (early stopping), the absolute best epoch and its
-metrics, the Hyperband bracket/round/parent, divergence, the history and the trial's seconds.
+metrics, the Hyperband bracket/round/parent, divergence, the history, the trial's seconds and
+each epoch's (`EpochClock`: what `ktsearch simulate` reads from a recorded run).
 """
 
 from __future__ import annotations
@@ -12,9 +13,28 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from search import runs
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Wall seconds of each epoch of a fit, validation included (`seconds`, one per epoch run)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+        self._begin = 0.0
+
+    def on_train_begin(self, logs=None):
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._begin = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(round(time.perf_counter() - self._begin, 4))
 
 
 class TrialRecords:
@@ -30,6 +50,13 @@ class TrialRecords:
         self.trial_dir = trial_dir
         self._records: dict[str, dict] = {}
         self._started: dict[str, float] = {}
+        self._clocks: dict[str, EpochClock] = {}
+
+    def clock(self, trial_id: str, callbacks: list) -> None:
+        """Time the trial's epochs with the `EpochClock` among its (per-trial copies of the) callbacks."""
+        for callback in callbacks:
+            if isinstance(callback, EpochClock):
+                self._clocks[trial_id] = callback
 
     def started(self, trial_id: str) -> None:
         self._started[trial_id] = time.time()
@@ -53,6 +80,7 @@ class TrialRecords:
     def forget(self, trial_id: str) -> None:
         self._records.pop(trial_id, None)
         self._started.pop(trial_id, None)
+        self._clocks.pop(trial_id, None)
 
     def _record(self, trial, history, initial: int, total: int) -> dict:
         series = history.history.get(self.objective.name, [])
@@ -78,6 +106,7 @@ class TrialRecords:
             "diverged": diverged,
             "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
             "seconds": round(self.seconds(trial.trial_id), 3),
+            "epoch_seconds": list(clock.seconds) if (clock := self._clocks.get(trial.trial_id)) else None,
         }
 
 

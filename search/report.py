@@ -236,6 +236,20 @@ def _top(trials: list[dict], config: SearchConfig) -> list[dict]:
     return sorted(done, key=lambda t: t["score"], reverse=runs.direction(objective) == "max")
 
 
+def workers_line(timeline: dict) -> str | None:
+    """How busy a distributed search kept its workers (None for one worker or no timeline)."""
+    from search.simulate import timeline_accounting
+
+    measured = timeline_accounting(timeline)
+    if measured["workers"] < 2:
+        return None
+    return (
+        f"{measured['workers']} workers ran {measured['trials']} trials in {measured['wall_s']:.1f} s "
+        f"(first trial's start to last trial's end), busy {100 * measured['utilisation']:.0f} % of it; "
+        "how it would scale to more: `ktsearch simulate` (docs/scaleout.md)."
+    )
+
+
 def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
@@ -254,6 +268,9 @@ def markdown(
     plan_ran = (runs.read_json(run_dir / runs.SUMMARY_FILE) or {}).get("plan") or {}
     if plan_ran.get("time_budget_s") is not None:
         lines += ["", budget_summary(plan_ran) + "."]
+    workers = workers_line(runs.read_budget(run_dir).get("timeline") or {})
+    if workers:
+        lines += ["", workers]
     lines += ["", f"## Top {min(TOP_K, len(top))} trials", ""]
     header = ["trial", objective, "epochs run / granted", "best epoch", *dims]
     lines.append("| " + " | ".join(header) + " |")

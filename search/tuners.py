@@ -31,7 +31,7 @@ from search.context import SearchRun
 from search.errors import FailureLimitReached, UserError
 from search.pool import ModelPool
 from search.progress import TrialReporter, trial_line
-from search.records import TrialRecords, failure_reason
+from search.records import EpochClock, TrialRecords, failure_reason
 from search.seeding import oracle_seed, seed_trial
 from search.sessions import TrialSessions
 
@@ -86,6 +86,7 @@ class RecordingTuner(private_api.TunerHooks):
 
     def configure_trial_callbacks(self, callbacks, trial) -> None:
         self.sessions.point_curves(callbacks, trial.trial_id)
+        self.records.clock(trial.trial_id, callbacks)
 
     def run_trial(self, trial, *args, **kwargs):
         seed_trial(self.run.config.seed, trial.trial_id)
@@ -271,4 +272,5 @@ def search_callbacks(config) -> list:
     return [
         keras.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience, min_delta=es.min_delta),
         tb.EpochCurves(config.run_dir / runs.TENSORBOARD_DIR),
+        EpochClock(),
     ]

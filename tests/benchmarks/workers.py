@@ -29,8 +29,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(config: str, workers: int, threads: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
+def run(config: str, workers: int, threads: int, keep: Path | None = None) -> dict:
+    """One distributed search on this machine; `keep`: the results directory to leave it in (else a temporary one)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = str(keep) if keep is not None else scratch
         port = _free_port()
         common = [sys.executable, "-m", "search", "tune", config, "--results-dir", tmp, "--name", "bench"]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -62,8 +64,15 @@ def run(config: str, workers: int, threads: int) -> dict:
         if chief.returncode != 0 or any(p.returncode for p in procs):
             sys.exit(f"a run failed:\n{out[-3000:]}")
         summary = json.loads((Path(tmp) / "bench" / "summary.json").read_text())
+        oracle = json.loads((Path(tmp) / "bench" / "tuner" / "oracle.json").read_text())
     trials = len(summary["trials"])
-    return {"wall": wall, "trials": trials, "per_hour": trials * 3600 / wall, "best": summary["best_score"]}
+    return {
+        "wall": wall,
+        "trials": trials,
+        "per_hour": trials * 3600 / wall,
+        "best": summary["best_score"],
+        "timeline": oracle["ktsearch_budget"]["timeline"],
+    }
 
 
 def main() -> None:

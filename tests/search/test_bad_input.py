@@ -76,6 +76,18 @@ def _run_without_trials(path: Path) -> None:
     (path / "config.yaml").write_text(yaml.safe_dump({**BASE, "name": "empty"}))
 
 
+def _mnist5k(rotation_max: int) -> str:
+    return (
+        (CONFIGS / "mnist5k.yaml")
+        .read_text()
+        .replace("rotation_range: {min: 0, max: 30}", f"rotation_range: {{min: 0, max: {rotation_max}}}")
+    )
+
+
+def _curves() -> str:
+    return (CONFIGS / "curves_mnist5k.json").read_text()
+
+
 SEARCH = ["tune", "c.yaml"]
 SMOKE = ["tune", "configs/digits_smoke.yaml"]
 CASES = [
@@ -587,6 +599,66 @@ CASES = [
         },
         ["validate", "e.yaml"],
         ["e.yaml", "hyperparameters.augmentation.rotation_range", "expected a fixed value in an export"],
+    ),
+    (
+        "simulate-curves-missing",
+        {},
+        ["simulate", "configs/digits_smoke.yaml", "--curves", "nope.json"],
+        ["nope.json", "expected a recorded run's directory or a curves JSON file"],
+    ),
+    (
+        "simulate-curves-not-json",
+        {"c.json": "curves: none\n"},
+        ["simulate", "configs/digits_smoke.yaml", "--curves", "c.json"],
+        ["c.json", "expected a curves JSON file of format 1"],
+    ),
+    (
+        "simulate-curves-of-another-space",
+        {"m.yaml": _mnist5k(40), "c.json": _curves()},
+        ["simulate", "m.yaml", "--curves", "c.json"],
+        ["--curves c.json", "search_space.augmentation.rotation_range", "m.yaml", "record curves of this search"],
+    ),
+    (
+        "simulate-max-epochs-above-the-curves",
+        {"m.yaml": _mnist5k(30).replace("max_epochs: 9", "max_epochs: 27"), "c.json": _curves()},
+        ["simulate", "m.yaml", "--curves", "c.json"],
+        ["tuner.max_epochs", "at most the curves' 9, got 27"],
+    ),
+    (
+        "simulate-curves-from-a-search",
+        {"results/empty": _run_without_trials},
+        ["simulate", "configs/digits_smoke.yaml", "--curves", "results/empty"],
+        ["results/empty", "expected a run directory written by ktsearch tune"],
+    ),
+    (
+        "simulate-workers-not-numbers",
+        {"m.yaml": _mnist5k(30), "c.json": _curves()},
+        ["simulate", "m.yaml", "--curves", "c.json", "--workers", "4,x"],
+        ["--workers", "expected comma-separated positive integers", "got '4,x'"],
+    ),
+    (
+        "simulate-zero-workers",
+        {"m.yaml": _mnist5k(30), "c.json": _curves()},
+        ["simulate", "m.yaml", "--curves", "c.json", "--workers", "0"],
+        ["--workers", "got '0'"],
+    ),
+    (
+        "simulate-unknown-algorithm",
+        {"m.yaml": _mnist5k(30), "c.json": _curves()},
+        ["simulate", "m.yaml", "--curves", "c.json", "--algorithms", "hyperband,grid"],
+        ["--algorithms", "hyperband, bohb, asha, random, bayesian", "got 'grid'"],
+    ),
+    (
+        "simulate-negative-trials-per-worker",
+        {"m.yaml": _mnist5k(30), "c.json": _curves()},
+        ["simulate", "m.yaml", "--curves", "c.json", "--trials-per-worker", "-1"],
+        ["--trials-per-worker", "expected 0 or more, got -1"],
+    ),
+    (
+        "simulate-output-exists",
+        {"m.yaml": _mnist5k(30), "c.json": _curves(), "out/simulation.md": "an earlier simulation\n"},
+        ["simulate", "m.yaml", "--curves", "c.json", "-o", "out"],
+        ["out/simulation.md", "it exists (--overwrite replaces it)"],
     ),
     (
         "tensorboard-bad-port",

@@ -151,6 +151,13 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(workdir):
     proc = run_cli("export", str(run_dir), cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert yaml.safe_load((run_dir / "best.yaml").read_text())["provenance"]["trial_id"] == summary["best_trial"]
+    # The chief's timeline: which worker ran each trial, when; the report reads the workers' utilisation from it.
+    timeline = json.loads((run_dir / "tuner" / "oracle.json").read_text())["ktsearch_budget"]["timeline"]
+    assert {tid: worker for tid, (worker, _, _) in timeline.items()} == {
+        tid: worker for worker, ids in ran.items() for tid in ids
+    }
+    assert run_cli("report", str(run_dir), cwd=workdir).returncode == 0
+    assert "2 workers ran 6 trials in" in (run_dir / "report.md").read_text()
 
 
 @pytest.mark.slow
