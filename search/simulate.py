@@ -122,7 +122,14 @@ def load_table(path: str | Path) -> CurveTable:
         data = json.loads(path.read_text())
         if data.get("format") != TABLE_FORMAT:
             raise ValueError(f"format {data.get('format')!r}")
-        return CurveTable.from_json(data)
+        table = CurveTable.from_json(data)
+        for curve in table.curves:
+            lengths = {len(curve.scores), len(curve.monitor), len(curve.epoch_seconds)}
+            if len(lengths) != 1 or lengths.pop() < table.max_epochs:
+                raise ValueError(f"curve {curve.trial_id} does not hold {table.max_epochs} epochs of each series")
+        if len(table.curves) < 2:
+            raise ValueError(f"{len(table.curves)} curve(s), at least 2 needed")
+        return table
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise UserError(str(path), "", f"expected a curves JSON file of format {TABLE_FORMAT} ({e})") from None
 
@@ -458,6 +465,7 @@ def _run(oracle, surrogate: Surrogate, table: CurveTable, tuner, n: int, clock: 
     order = n
     trials = epochs = 0
     best, reached, best_over_time, last_end, first_wait = None, None, [], 0.0, None
+    running = 0  # trials in flight
     chief = 0.0  # real seconds this process spent in the oracle's calls: what a chief would compute
     schedule: list[dict] = []  # every trial: worker, start, end, parent, epochs run, values, score
 
@@ -502,8 +510,11 @@ def _run(oracle, surrogate: Surrogate, table: CurveTable, tuner, n: int, clock: 
                     "score": None,
                 }
                 schedule.append(entry)
+                running += 1
                 push(now + seconds, "end", w, (trial, curve, ran, entry))
             elif trial.status == "IDLE":
+                if not running:  # nothing can change the oracle's answer: it would wait forever
+                    raise RuntimeError(f"{type(oracle).__name__} answered IDLE with no trial running")
                 first_wait = now if first_wait is None else first_wait
                 worker.waiting += worker.idle_wait
                 push(now + worker.idle_wait, "ask", w)
@@ -513,6 +524,7 @@ def _run(oracle, surrogate: Surrogate, table: CurveTable, tuner, n: int, clock: 
                 worker.stopped_at = now
         else:
             trial, curve, ran, entry = payload
+            running -= 1
             tick = time.perf_counter()
             for epoch in ran:
                 oracle.update_trial(

@@ -613,6 +613,12 @@ CASES = [
         ["c.json", "expected a curves JSON file of format 1"],
     ),
     (
+        "simulate-curves-truncated",
+        {"c.json": _curves().replace('"scores": [', '"scores": [0.5, ', 1)},
+        ["simulate", "configs/digits_smoke.yaml", "--curves", "c.json"],
+        ["c.json", "does not hold 9 epochs of each series"],
+    ),
+    (
         "simulate-curves-of-another-space",
         {"m.yaml": _mnist5k(40), "c.json": _curves()},
         ["simulate", "m.yaml", "--curves", "c.json"],
