@@ -341,6 +341,8 @@ class Simulate:
         outputs = []
         if args.output_dir:
             out = Path(args.output_dir)
+            if out.exists() and not out.is_dir():
+                raise UserError(f"-o {out}", "", "expected a directory (or a new one), got a file")
             outputs = [out / f"simulation.{ext}" for ext in ("md", "json", "png")]
         if args.write_curves:
             outputs.append(Path(args.write_curves))

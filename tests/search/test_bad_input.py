@@ -661,6 +661,12 @@ CASES = [
         ["--trials-per-worker", "expected 0 or more, got -1"],
     ),
     (
+        "simulate-output-dir-is-a-file",
+        {"m.yaml": _mnist5k(30), "c.json": _curves(), "out": "a file\n"},
+        ["simulate", "m.yaml", "--curves", "c.json", "-o", "out"],
+        ["-o out", "expected a directory (or a new one), got a file"],
+    ),
+    (
         "simulate-output-exists",
         {"m.yaml": _mnist5k(30), "c.json": _curves(), "out/simulation.md": "an earlier simulation\n"},
         ["simulate", "m.yaml", "--curves", "c.json", "-o", "out"],
