@@ -238,9 +238,7 @@ def _top(trials: list[dict], config: SearchConfig) -> list[dict]:
 
 def workers_line(timeline: dict) -> str | None:
     """How busy a distributed search kept its workers (None for one worker or no timeline)."""
-    from search.simulate import timeline_accounting
-
-    measured = timeline_accounting(timeline)
+    measured = runs.timeline_accounting(timeline)
     if measured["workers"] < 2:
         return None
     return (

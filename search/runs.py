@@ -110,3 +110,21 @@ def best_trial(trials: list[dict], objective: str) -> dict | None:
         return None
     sign = -1 if direction(objective) == "max" else 1
     return min(done, key=lambda t: sign * t["score"])
+
+
+def timeline_accounting(timeline: dict) -> dict:
+    """A real run's wall time (first trial start to last trial end), trials and worker utilisation,
+    from its oracle's timeline (`oracle.json`), measured as `ktsearch simulate` measures its own."""
+    spans = [(w, s, e) for w, s, e in timeline.values() if e is not None]
+    if not spans:
+        return {"wall_s": 0.0, "trials": 0, "workers": 0, "utilisation": 0.0}
+    start = min(s for _, s, _ in spans)
+    wall = max(e for _, _, e in spans) - start
+    workers = len({w for w, _, _ in spans})
+    busy = sum(e - s for _, s, e in spans)
+    return {
+        "wall_s": round(wall, 2),
+        "trials": len(spans),
+        "workers": workers,
+        "utilisation": round(busy / (workers * wall), 4) if wall else 0.0,
+    }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from pathlib import Path
 
 
 @contextlib.contextmanager
@@ -58,3 +59,14 @@ def tf_options():
     options = tf.data.Options()
     options.autotune.enabled = False
     return options
+
+
+def cpu_model() -> str:
+    """`lscpu`'s model name (from /proc/cpuinfo), or '' where there is none."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return ""

@@ -55,6 +55,7 @@ from types import SimpleNamespace
 from search import runs
 from search.distributed import IDLE_WAIT
 from search.errors import UserError
+from search.runtime import cpu_model
 
 TABLE_FORMAT = 1
 TRACE_MIN_S = 0.3  # a first epoch this much slower than the curve's typical epoch traced a new graph
@@ -211,35 +212,6 @@ def _gaps(timeline: dict) -> tuple[list[float], int]:
     return gaps, len(by_worker)
 
 
-def timeline_accounting(timeline: dict) -> dict:
-    """A real run's wall time (first trial start to last trial end), trials and worker utilisation,
-    from its oracle's timeline (`oracle.json`), measured as the simulator measures its own."""
-    spans = [(w, s, e) for w, s, e in timeline.values() if e is not None]
-    if not spans:
-        return {"wall_s": 0.0, "trials": 0, "workers": 0, "utilisation": 0.0}
-    start = min(s for _, s, _ in spans)
-    wall = max(e for _, _, e in spans) - start
-    workers = len({w for w, _, _ in spans})
-    busy = sum(e - s for _, s, e in spans)
-    return {
-        "wall_s": round(wall, 2),
-        "trials": len(spans),
-        "workers": workers,
-        "utilisation": round(busy / (workers * wall), 4) if wall else 0.0,
-    }
-
-
-def cpu_model() -> str:
-    """`lscpu`'s model name (from /proc/cpuinfo), or '' where there is none."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return ""
-
-
 # -- the surrogate ----------------------------------------------------------------------
 
 
@@ -337,7 +309,6 @@ class Worker:
     pool: OrderedDict = field(default_factory=OrderedDict)  # graph keys of its compiled models, LRU
     idle_wait: float = IDLE_WAIT[0]
     busy: float = 0.0  # seconds in trials
-    waiting: float = 0.0  # seconds backing off after IDLE
     stopped_at: float | None = None
     last_end: float | None = None  # when its last trial ended
 
@@ -395,7 +366,7 @@ def check_table(cfg, table: CurveTable, where: str) -> None:
             raise UserError(where, key, f"expected the curves' {theirs_}, got {mine_} in {cfg.source}")
 
 
-_IGNORED = ("data.cache", "data.workers")  # how the data is read, not what it is
+_IGNORED = ("data.cache",)  # how the data is read, not what it is
 
 
 def _flat(sections: dict, prefix: str = "") -> dict:
@@ -420,7 +391,6 @@ def simulate(
     *,
     target: float | None = None,
     keys=None,
-    directory=None,
     chief_files: bool = False,
 ) -> dict:
     """One search of `cfg` (its tuner section as it is) with `workers` simulated workers.
@@ -447,7 +417,7 @@ def simulate(
     oracle = algorithms.make_oracle(t, objective, oracle_seed(cfg.seed), clock=clock)
     oracle.hyperparameters = hps
     oracle.verbose = 0
-    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         private_api.attach_project(oracle, tmp, "simulation")
         if chief_files:
             import search.tuners  # noqa: F401  (a chief's setting: KerasTuner's JSON files through atomic writes)
@@ -516,7 +486,6 @@ def _run(oracle, surrogate: Surrogate, table: CurveTable, tuner, n: int, clock: 
                 if not running:  # nothing can change the oracle's answer: it would wait forever
                     raise RuntimeError(f"{type(oracle).__name__} answered IDLE with no trial running")
                 first_wait = now if first_wait is None else first_wait
-                worker.waiting += worker.idle_wait
                 push(now + worker.idle_wait, "ask", w)
                 worker.idle_wait = min(worker.idle_wait * 2, IDLE_WAIT[1])
             else:
@@ -623,8 +592,7 @@ def study(
             log(row(cell))
     return {
         "config": str(cfg.source),
-        "table": {k: v for k, v in table.to_json().items() if k not in ("curves", "space")}
-        | {"configurations": len(table.curves)},
+        "table": {k: v for k, v in table.to_json().items() if k != "curves"} | {"configurations": len(table.curves)},
         "target": target,
         "target_is_default": default,
         "trials_per_worker": trials_per_worker,

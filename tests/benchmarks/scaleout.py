@@ -21,8 +21,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from search import simulate
+from search import runs, simulate
 from search.config import load_config
+from search.runtime import cpu_model
 from tests.benchmarks.workers import run as run_distributed
 
 RECORDING = "configs/curves_mnist5k.yaml"
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--curves", help="a curves JSON file or recording run (default: record them now)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    print(f"CPU: {simulate.cpu_model()}", flush=True)
+    print(f"CPU: {cpu_model()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         table = simulate.load_table(args.curves) if args.curves else record(Path(tmp))
     cfg = load_config(args.config)
@@ -49,7 +50,7 @@ def main() -> None:
     real = []
     for i in range(args.repeats):
         result = run_distributed(args.config, workers=2, threads=1)
-        measured = simulate.timeline_accounting(result["timeline"])
+        measured = runs.timeline_accounting(result["timeline"])
         measured["process_wall_s"] = result["wall"]
         measured["best"] = result["best"]
         real.append(measured)
@@ -61,7 +62,7 @@ def main() -> None:
         )
     wall = statistics.median(r["wall_s"] for r in real)
     util = statistics.median(r["utilisation"] for r in real)
-    print(f"{args.config}, 2 workers x 1 thread, CPU {simulate.cpu_model()}:")
+    print(f"{args.config}, 2 workers x 1 thread, CPU {cpu_model()}:")
     print(
         f"  real (median of {len(real)}): {statistics.median(r['trials'] for r in real):.0f} trials, "
         f"search {wall:.1f} s, utilisation {100 * util:.0f} %"

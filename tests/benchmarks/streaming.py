@@ -192,7 +192,9 @@ def main() -> None:
     start = time.perf_counter()
     folders = {n: make_folder(workdir, n) for n in [small, *sizes]}
     print(f"folders ready in {workdir} ({time.perf_counter() - start:.0f} s)")
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    from search.runtime import cpu_model
+
+    cpu = cpu_model() or "?"
     print(f"CPU: {cpu}, {os.cpu_count()} cores; images read at {SIZE[0]}x{SIZE[1]} RGB\n")
 
     print("1. peak RSS of a one-trial, one-epoch search (ktsearch tune, fresh process each)")

@@ -380,7 +380,7 @@ def test_the_oracle_keeps_each_trials_timeline_across_a_reload(tmp_path):
     again = oracle()
     again.reload()
     assert again.timeline == first.timeline
-    measured = simulate.timeline_accounting(again.timeline)
+    measured = runs.timeline_accounting(again.timeline)
     assert measured == {
         "wall_s": 5.0,
         "trials": 2,
