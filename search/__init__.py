@@ -2,10 +2,11 @@
 
 Python API (each accepts a config path or dict)::
 
-    from search import tune, export_best, train
+    from search import tune, finalize, export_best, train
     summary = tune("configs/mnist5k.yaml", ["tuner.max_epochs=3"])
-    path = export_best("results/mnist5k-cnn")
-    metrics = train(path)
+    finalists = finalize("results/mnist5k-cnn", top=3, seeds=3)
+    path = export_best("results/mnist5k-cnn")  # the finalists' pick
+    metrics = train(path, full_data=True, quantize=True)
 
 `register_hypermodel` adds a HyperModel class usable by name in YAML. Every error ktsearch
 raises on purpose is a `KtsearchError` (`UserError`: bad input; `SearchStopped`: the search
@@ -26,6 +27,13 @@ def tune(*args, **kwargs):
     return _tune(*args, **kwargs)
 
 
+def finalize(*args, **kwargs):
+    """Retrain a run's top configurations with several seeds; see `search.finalize.finalize`."""
+    from search.finalize import finalize as _finalize
+
+    return _finalize(*args, **kwargs)
+
+
 def train(*args, **kwargs):
     """Train from an export; see `search.train.train`."""
     from search.train import train as _train
@@ -35,6 +43,7 @@ def train(*args, **kwargs):
 
 __all__ = [
     "tune",
+    "finalize",
     "export_best",
     "train",
     "register_hypermodel",

@@ -154,19 +154,59 @@ class Tune:
 
 class Export:
     name = "export"
-    help = "write a run's best trial as a production config (YAML)"
+    help = "write a run's best configuration as a production config (YAML): the finalists' pick when finalize ran"
 
     @staticmethod
     def add_arguments(p):
         p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, e.g. results/mnist5k-cnn")
         p.add_argument("-o", "--output", metavar="FILE", help="output file (default: RUN_DIR/best.yaml)")
+        p.add_argument(
+            "--ranking",
+            choices=("auto", "finalists", "search"),
+            default="auto",
+            help="auto (default): the finalists' pick when 'ktsearch finalize' ran and covers the search's best, "
+            "else the search's best trial; finalists: require them; search: the search's best trial",
+        )
 
     @staticmethod
     def run(args) -> int:
-        from search.export import export_best
+        from search.export import write_export
 
-        path = export_best(args.run_dir, args.output)
-        print(f"wrote {path}\ntrain it: {PROG} train {path}")
+        path, note = write_export(args.run_dir, args.output, args.ranking)
+        print(f"wrote {path}\n{note}\ntrain it: {PROG} train {path}")
+        return 0
+
+
+class Finalize:
+    name = "finalize"
+    help = "retrain a run's top configurations with several seeds each; rank them by mean and spread"
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, e.g. results/mnist5k-cnn")
+        p.add_argument("--top", type=int, default=3, metavar="K", help="distinct configurations to retrain (default 3)")
+        p.add_argument(
+            "--seeds",
+            type=int,
+            default=3,
+            metavar="N",
+            help="training seeds 1..N per configuration (default 3); seeds vary initial weights, augmentation and "
+            "shuffling, never the split",
+        )
+        p.add_argument("--verbose", action="store_true", help="Keras's per-epoch lines too")
+
+    @staticmethod
+    def run(args) -> int:
+        from search.finalists import FINALIZE_DIR, SUMMARY_FILE, table, verdict
+        from search.finalize import finalize
+
+        summary = finalize(
+            args.run_dir, args.top, args.seeds, log=lambda line: print(line, flush=True), verbose=2 * args.verbose
+        )
+        print("\n".join(["", *table(summary), "", verdict(summary)]))
+        print(
+            f"wrote {Path(args.run_dir) / FINALIZE_DIR / SUMMARY_FILE}; export the pick: {PROG} export {args.run_dir}"
+        )
         return 0
 
 
@@ -203,7 +243,7 @@ class Report:
 
 class Train:
     name = "train"
-    help = "train from an exported config, evaluate on the test split, save the model"
+    help = "train from an exported config, evaluate on the test split, save the model and its serving files"
 
     @staticmethod
     def add_arguments(p):
@@ -211,11 +251,40 @@ class Train:
             "export", metavar="EXPORTED_YAML", help="file written by 'ktsearch export' (or configs/seed_recipe.yaml)"
         )
         p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override an export key (dotted key, YAML value), e.g. distribution.strategy=mirrored; repeatable",
+        )
+        p.add_argument(
             "-o", "--output-dir", metavar="DIR", help="output directory (default: <results_dir>/<name>/train)"
         )
         p.add_argument("--epochs", type=int, metavar="N", help="override training.epochs")
         p.add_argument(
-            "--overwrite", action="store_true", help="replace model.keras and metrics.json in the output directory"
+            "--seed",
+            type=int,
+            metavar="S",
+            help="training seed: initial weights, augmentation, shuffling (default: the export's seed; "
+            "the split always follows the export's seed)",
+        )
+        p.add_argument(
+            "--full-data",
+            action="store_true",
+            help="train on train + validation for the exported epochs (no early stopping, no validation "
+            "metrics); the test split stays held out",
+        )
+        p.add_argument(
+            "--quantize", action="store_true", help="also write model_dynamic_range.tflite (dynamic-range quantised)"
+        )
+        p.add_argument(
+            "--no-serving", action="store_true", help="skip the SavedModel and TFLite files (model.keras only)"
+        )
+        p.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace the model, its serving files and metrics in the output directory",
         )
         p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
 
@@ -224,7 +293,16 @@ class Train:
         from search.train import train
 
         metrics = train(
-            args.export, args.output_dir, epochs=args.epochs, overwrite=args.overwrite, verbose=0 if args.quiet else 2
+            args.export,
+            args.output_dir,
+            epochs=args.epochs,
+            seed=args.seed,
+            full_data=args.full_data,
+            quantize=args.quantize,
+            serving=not args.no_serving,
+            overrides=args.overrides,
+            overwrite=args.overwrite,
+            verbose=0 if args.quiet else 2,
         )
         print(train_report(metrics))
         return 0
@@ -403,7 +481,7 @@ def _algorithms(text: str) -> list[str]:
     return names
 
 
-COMMANDS = (Validate, Plan, Tune, Export, Report, Train, TensorBoard, Simulate)
+COMMANDS = (Validate, Plan, Tune, Finalize, Export, Report, Train, TensorBoard, Simulate)
 
 
 def _space_rows(cfg) -> list[str]:
@@ -455,18 +533,31 @@ def describe_export(cfg) -> str:
 
 
 def train_report(metrics: dict) -> str:
-    val, test = metrics["validation"], metrics["test"]
+    val, test, data = metrics["validation"], metrics["test"], metrics["data"]
+    seen = " + ".join(data["trained_on"])
     lines = [
-        f"trained {metrics['epochs_run']} of {metrics['epochs_requested']} epochs",
-        "validation: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()),
-        "test:       " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()),
+        f"trained {metrics['epochs_run']} of {metrics['epochs_requested']} epochs on {seen} ({data['training_images']} images), seed {metrics['seed']}"
     ]
+    if val:
+        lines.append("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
+    lines.append("test:       " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
     search = metrics.get("search")
     if search and search.get("this_run") is not None:
         lines.append(
             f"search's {search['objective']} for trial {search['trial_id']}: {search['score']:.4f} (this run: {search['this_run']:.4f}, drift {search['drift']:+.4f})"
         )
-    lines.append(f"saved {metrics['output_dir']}/model.keras and metrics.json")
+        if search.get("finalists_mean") is not None:
+            sd = "" if search.get("finalists_sd") is None else f" ± {search['finalists_sd']:.4f}"
+            lines.append(f"finalists' mean over seeds: {search['finalists_mean']:.4f}{sd}")
+    serving = metrics.get("serving")
+    if serving and "error" in serving:
+        lines.append(f"serving files: not written ({serving['error']})")
+    elif serving:
+        from search.serving import describe
+
+        lines += ["serving files, checked against the Keras model:", *describe(serving)]
+    out = metrics["output_dir"]
+    lines.append(f"saved {out}/model.keras, metrics.json and model_card.md")
     return "\n".join(lines)
 
 
@@ -499,6 +590,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         command = " ".join(["ktsearch", *(argv if argv is not None else sys.argv[1:])])
-        hint = f"completed trials are kept; resume with: {command}" if args.command == "tune" else "no model was saved"
+        hints = {
+            "tune": f"completed trials are kept; resume with: {command}",
+            "finalize": f"finished trainings are kept; resume with: {command}",
+        }
+        hint = hints.get(args.command, "no model was saved")
         print(f"\n{PROG}: interrupted; {hint}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -306,6 +306,7 @@ EXPORT_KEYS = (
     "hyperparameters",
     "training",
     "early_stopping",
+    "distribution",
     "provenance",
 )
 
@@ -411,6 +412,7 @@ class ExportConfig(Config):
     """An export (``ktsearch train``): every hyperparameter fixed, the training length, provenance."""
 
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    distribution: DistributionConfig = field(default_factory=DistributionConfig)
     provenance: dict = field(default_factory=dict)
 
     kind: ClassVar[str] = "export"
@@ -425,6 +427,7 @@ class ExportConfig(Config):
             "hyperparameters": self.space.notation(),
             "training": self.training.to_dict(),
             "early_stopping": self.early_stopping.to_dict(),
+            "distribution": self.distribution.to_dict(),
             "provenance": copy.deepcopy(self.provenance),
         }
 
@@ -874,6 +877,7 @@ def validate_export(raw: dict, source: str = "<export>", overrides: dict | None 
         early_stopping=EarlyStoppingConfig.from_dict(early_stopping),
         space=space,
         training=TrainingConfig.from_dict(training),
+        distribution=DistributionConfig.from_dict(_check_distribution(c, raw.get("distribution"))),
         provenance=provenance or {},
     )
 
@@ -896,9 +900,13 @@ def load_config(
     return validate(apply_overrides(raw, overrides), source, overrides, labels)
 
 
-def load_export(export: str | os.PathLike | dict) -> ExportConfig:
+def load_export(export: str | os.PathLike | dict, overrides: list[str] | dict | None = None) -> ExportConfig:
+    """Load and validate an export (``ktsearch train``'s input), with ``--set`` overrides."""
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    overrides = overrides or {}
     raw, source = _source(export)
-    return validate_export(raw, source)
+    return validate_export(apply_overrides(raw, overrides), source, overrides)
 
 
 def load_any(config: str | os.PathLike | dict, overrides: list[str] | None = None) -> Config:

@@ -254,16 +254,18 @@ def _streamed(cfg: DataConfig, seed: int):
     )
 
 
-def to_datasets(splits, batch_size: int, seed: int, cache_dir: Path | None = None, log=print):
+def to_datasets(splits, batch_size: int, seed: int, cache_dir: Path | None = None, log=print, full_data: bool = False):
     """(train, validation, test) tf.data pipelines of float32 batches; the train one reshuffles every epoch.
 
     A streamed source is decoded into its uint8 cache first (`data.cache`; a disk cache goes in
-    `cache_dir`; without one it streams instead).
+    `cache_dir`; without one it streams instead). `full_data`: the train pipeline draws from the
+    training and validation images together (`train --full-data`); the validation one is None.
+    The split itself never changes: the test images stay held out.
     """
     if not isinstance(splits, Splits):
         from search import streaming
 
-        return streaming.pipelines(splits, batch_size, seed, cache_dir, log)
+        return streaming.pipelines(splits, batch_size, seed, cache_dir, log, full_data)
     import tensorflow as tf
 
     from search.runtime import PREFETCH_BATCHES, tf_options
@@ -279,6 +281,10 @@ def to_datasets(splits, batch_size: int, seed: int, cache_dir: Path | None = Non
             ds = ds.map(lambda images, labels: (tf.cast(images, tf.float32), labels))
         return ds.prefetch(PREFETCH_BATCHES).with_options(options)
 
+    if full_data:
+        x = np.concatenate([splits.x_train, splits.x_val])
+        y = np.concatenate([splits.y_train, splits.y_val])
+        return pipeline(x, y, True), None, pipeline(splits.x_test, splits.y_test, False)
     return (
         pipeline(splits.x_train, splits.y_train, True),
         pipeline(splits.x_val, splits.y_val, False),

@@ -1,4 +1,4 @@
-"""One `tune` per run directory: a lock file holding the owner's host and PID.
+"""One `tune` or `finalize` per run directory: a lock file holding the owner's host and PID.
 
 The lock lives beside the run (``results/.<name>.lock``), so ``--overwrite`` can
 take it before deleting the run. A lock left by a crashed process (same host, PID
@@ -53,7 +53,7 @@ def run_lock(run_dir: Path):
                 raise UserError(
                     str(run_dir),
                     "",
-                    f"is in use by another ktsearch tune ({where}); wait for it, or delete {path} if it is gone",
+                    f"is in use by another ktsearch tune or finalize ({where}); wait for it, or delete {path} if it is gone",
                 ) from None
             path.unlink(missing_ok=True)  # stale: its process is gone
             continue

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from search.config import Config, SearchConfig
+from search.config import Config
 from search.errors import UserError
 
 
-def build_hypermodel(cfg: Config, input_shape, num_classes: int):
-    """The HyperModel `cfg` names, for images of `input_shape` in `num_classes` classes."""
+def build_hypermodel(cfg: Config, input_shape, num_classes: int, seed: int | None = None):
+    """The HyperModel `cfg` names, for images of `input_shape` in `num_classes` classes.
+
+    `seed` (default `cfg.seed`) seeds its augmentation stream: `train --seed` and `finalize` vary it.
+    """
     from hypermodels import registry
 
     hm = cfg.hypermodel
     cls = registry.resolve(hm.name)
     # Keras's multi-batch loop fails under MirroredStrategy (keras-team/keras#19246): one batch per call there.
-    mirrored = isinstance(cfg, SearchConfig) and cfg.distribution.strategy == "mirrored"
+    mirrored = cfg.distribution.strategy == "mirrored"
     return cls(
         input_shape,
         num_classes,
@@ -21,7 +24,7 @@ def build_hypermodel(cfg: Config, input_shape, num_classes: int):
         optimizer=hm.optimizer,
         steps_per_execution=1 if mirrored else hm.steps_per_execution,
         lr_horizon=cfg.lr_horizon,
-        seed=cfg.seed,
+        seed=cfg.seed if seed is None else seed,
         # Only when set: a user's HyperModel written before these keys existed keeps working.
         **{key: value for key, value in (("mixed_precision", hm.mixed_precision), ("weights", hm.weights)) if value},
     )

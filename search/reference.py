@@ -103,13 +103,18 @@ PROSE = {
         "`kind` never takes is an error."
     ),
     "distribution": (
-        "Where and on what a run runs is not part of what it searches: changing `distribution` does not block a resume."
+        "Where and on what a run runs is not part of what it searches: changing `distribution` does not block a resume. "
+        "`export` copies the section into the export, and `train` uses it the same way (`strategy: mirrored`: the "
+        "production model trains on the listed devices); `ktsearch train EXPORT --set distribution.strategy=null` "
+        "trains on one device."
     ),
     "training": (
         "`ktsearch export` writes the run's `name`, `seed`, `results_dir`, `data`, `hypermodel` and "
-        "`early_stopping` sections, and `hyperparameters` (the `search_space` structure with every value fixed "
-        "to the best trial's; dimensions that were off stay `null`), `training` (below) and `provenance` (run, "
-        "trial id, objective, score, best epoch, the trial it continued, seed, time, and the versions of "
+        "`early_stopping` and `distribution` sections, and `hyperparameters` (the `search_space` structure with "
+        "every value fixed to the exported trial's; dimensions that were off stay `null`), `training` (below) and "
+        "`provenance` (run, trial id, objective, score, best epoch, the trial it continued, seed, the search's "
+        "algorithm and trial counts, `ranking`: `search` or `finalists`, with `finalists` the seeds, the rule, "
+        "every finalist's mean, sd and 95% interval and the verdict, time, and the versions of "
         "Python, ktsearch, TensorFlow, Keras and KerasTuner). `train` validates it like a config (every "
         "hyperparameter must be fixed), builds the model with `HyperModel.build(hp)` on those fixed values (the "
         "search's code path), and trains on the same splits. `configs/seed_recipe.yaml` is such a file written "
@@ -178,8 +183,7 @@ def config_reference() -> str:
         out.append(f"| `{key}` | {shown} | {doc} |")
     out.append(
         "| `data`, `hypermodel`, `search_space`, `tuner`, `early_stopping`, `distribution` | | sections below "
-        "(an export has `hyperparameters`, `training` and `provenance` instead of `search_space`, `tuner` and "
-        "`distribution`) |"
+        "(an export has `hyperparameters`, `training` and `provenance` instead of `search_space` and `tuner`) |"
     )
     for name in ("data", "hypermodel"):
         out += ["", f"## `{name}`", "", *_section_table(config.SECTIONS[name]), "", PROSE[name]]

@@ -248,6 +248,28 @@ def workers_line(timeline: dict) -> str | None:
     )
 
 
+def finalists_section(run_dir: Path) -> list[str]:
+    """The finalists' table (`ktsearch finalize`), or how to get one."""
+    from search.finalists import read_summary, table, verdict
+
+    summary = read_summary(run_dir)
+    lines = ["## Finalists", ""]
+    if summary is None:
+        return lines + [
+            "Not run. The ranking above is one training per configuration; `ktsearch finalize "
+            f"{run_dir}` retrains the top 3 with 3 seeds each and ranks them by mean and spread."
+        ]
+    state = "" if summary["complete"] else " Finalize did not finish: some seeds are missing."
+    return lines + [
+        f"Top {summary['top']} configurations retrained with seeds {', '.join(map(str, summary['seeds']))} "
+        f"(initial weights, augmentation and shuffling vary; the split does not). Rule: {summary['rule']}.{state}",
+        "",
+        *table(summary),
+        "",
+        verdict(summary),
+    ]
+
+
 def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
@@ -283,6 +305,7 @@ def markdown(
         ]
         cells += [_fmt(t["hyperparameters"].get(d)) for d in dims]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *finalists_section(run_dir)]
     asha = config.tuner.algorithm == "asha"
     lines += [
         "",

@@ -403,16 +403,24 @@ def _mb(n: int) -> str:
 # -- pipelines --------------------------------------------------------------------------------
 
 
-def pipelines(splits: StreamedSplits, batch_size: int, seed: int, cache_dir: Path | None, log=print):
-    """(train, validation, test) tf.data pipelines of float32 0-255 batches; the train one reshuffles every epoch."""
+def pipelines(
+    splits: StreamedSplits, batch_size: int, seed: int, cache_dir: Path | None, log=print, full_data: bool = False
+):
+    """(train, validation, test) tf.data pipelines of float32 0-255 batches; the train one reshuffles every epoch.
+
+    `full_data`: the train pipeline draws from the training and validation images together (from
+    the same cache: nothing is decoded again) and the validation one is None.
+    """
     mode = fill_cache(splits, cache_dir, log)
     if mode != "none":
-        build = lambda name, shuffle: _cached_pipeline(splits, name, batch_size, seed, shuffle)  # noqa: E731
+        build = lambda names, shuffle: _cached_pipeline(splits, names, batch_size, seed, shuffle)  # noqa: E731
     elif splits.listing.paths is not None:
-        build = lambda name, shuffle: _file_pipeline(splits, name, batch_size, seed, shuffle)  # noqa: E731
+        build = lambda names, shuffle: _file_pipeline(splits, names, batch_size, seed, shuffle)  # noqa: E731
     else:
-        build = lambda name, shuffle: _tfrecord_pipeline(splits, name, batch_size, seed, shuffle)  # noqa: E731
-    return build("train", True), build("validation", False), build("test", False)
+        build = lambda names, shuffle: _tfrecord_pipeline(splits, names, batch_size, seed, shuffle)  # noqa: E731
+    if full_data:
+        return build(("train", "validation"), True), None, build(("test",), False)
+    return build(("train",), True), build(("validation",), False), build(("test",), False)
 
 
 def _positions(n: int, seed: int, shuffle: bool):
@@ -434,11 +442,34 @@ def _finish(ds, batched: bool, batch_size: int):
     return ds.prefetch(PREFETCH_BATCHES).with_options(tf_options())
 
 
-def _cached_pipeline(splits: StreamedSplits, name: str, batch_size: int, seed: int, shuffle: bool):
+class _Joined:
+    """Several splits' stores read as one: position p of the join is in the first store that holds it."""
+
+    def __init__(self, stores: list, sizes: list[int]):
+        self.stores = stores
+        self.starts = np.cumsum([0, *sizes])
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        if len(self.stores) == 1:
+            return self.stores[0].take(positions)
+        owner = np.searchsorted(self.starts, positions, side="right") - 1
+        parts = [self.stores[k].take(positions[owner == k] - self.starts[k]) for k in range(len(self.stores))]
+        out = np.empty((len(positions), *parts[0].shape[1:]), dtype=parts[0].dtype)
+        for k, part in enumerate(parts):
+            out[owner == k] = part
+        return out
+
+
+def _chosen(splits: StreamedSplits, names: tuple[str, ...]) -> np.ndarray:
+    """Listing indices of the named splits, each split's in listing order, one after the other."""
+    return np.concatenate([splits.indices(name) for name in names])
+
+
+def _cached_pipeline(splits: StreamedSplits, names: tuple[str, ...], batch_size: int, seed: int, shuffle: bool):
     import tensorflow as tf
 
-    store = splits.stores[name]
-    labels = tf.constant(splits.labels[splits.indices(name)])
+    store = _Joined([splits.stores[name] for name in names], [splits.sizes()[name] for name in names])
+    labels = tf.constant(splits.labels[_chosen(splits, names)])
     shape = splits.input_shape
 
     def gather(positions):
@@ -446,16 +477,16 @@ def _cached_pipeline(splits: StreamedSplits, name: str, batch_size: int, seed: i
         images.set_shape((None, *shape))
         return images, tf.gather(labels, positions)
 
-    ds = _positions(len(labels), seed, shuffle).batch(batch_size)
+    ds = _positions(int(labels.shape[0]), seed, shuffle).batch(batch_size)
     ds = ds.map(gather, num_parallel_calls=GATHER_CALLS, deterministic=True)
     return _finish(ds, True, batch_size)
 
 
-def _file_pipeline(splits: StreamedSplits, name: str, batch_size: int, seed: int, shuffle: bool):
+def _file_pipeline(splits: StreamedSplits, names: tuple[str, ...], batch_size: int, seed: int, shuffle: bool):
     """No cache, a folder: the file names are shuffled, then decoded in parallel."""
     import tensorflow as tf
 
-    chosen = splits.indices(name)
+    chosen = _chosen(splits, names)
     paths = tf.constant(np.array(splits.listing.paths, dtype=object)[chosen].astype(str))
     orientation = tf.constant(splits.listing.orientation[chosen])
     labels = tf.constant(splits.labels[chosen])
@@ -469,13 +500,13 @@ def _file_pipeline(splits: StreamedSplits, name: str, batch_size: int, seed: int
     return _finish(ds, False, batch_size)
 
 
-def _tfrecord_pipeline(splits: StreamedSplits, name: str, batch_size: int, seed: int, shuffle: bool):
+def _tfrecord_pipeline(splits: StreamedSplits, names: tuple[str, ...], batch_size: int, seed: int, shuffle: bool):
     """No cache, TFRecord: shards in a fresh order every epoch, read four at a time, the split's records
     kept, shuffled in a buffer of `SHUFFLE_RECORDS` serialized records, then decoded in parallel."""
     import tensorflow as tf
 
     wanted = np.zeros(len(splits.listing), dtype=bool)
-    wanted[splits.order[name]] = True
+    wanted[_chosen(splits, names)] = True
     member, labels = tf.constant(wanted), tf.constant(splits.labels)
     offsets = np.concatenate([[0], np.cumsum(splits.listing.shard_sizes)[:-1]]).astype("int64")
     files = tf.data.Dataset.from_tensor_slices((splits.listing.shards, offsets))

@@ -75,13 +75,13 @@ class EpochCurves(keras.callbacks.Callback):
         self._writers: dict[str, tf.summary.SummaryWriter] = {}
 
     def on_train_begin(self, logs=None):
-        self._writers = {
-            split: tf.summary.create_file_writer(str(Path(self.log_dir) / split)) for split in ("train", "validation")
-        }
+        self._writers = {}
 
     def on_epoch_end(self, epoch, logs=None):
         for name, value in (logs or {}).items():
             split, tag = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
+            if split not in self._writers:  # created on first use: no validation/ run without validation data
+                self._writers[split] = tf.summary.create_file_writer(str(Path(self.log_dir) / split))
             with self._writers[split].as_default():
                 tf.summary.scalar(f"epoch_{tag}", value, step=epoch)
 

@@ -243,7 +243,7 @@ def strategy(config, log=print):
     mirrored = tf.distribute.MirroredStrategy(devices=d.devices)
     devices = ", ".join(mirrored.extended.worker_devices)
     log(
-        f"each trial trains on {mirrored.num_replicas_in_sync} replica(s) (MirroredStrategy over {devices}), "
+        f"each model trains on {mirrored.num_replicas_in_sync} replica(s) (MirroredStrategy over {devices}), "
         "one batch per call (Keras's steps_per_execution loop fails under MirroredStrategy: keras-team/keras#19246)"
     )
     return mirrored

@@ -1,6 +1,7 @@
 """The bad-input corpus: every case is one line naming the file, the key and what was expected,
 exit code 2, no traceback, and nothing created or removed on disk. Real CLI subprocesses."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,15 @@ def _png() -> bytes:
 def _run_without_trials(path: Path) -> None:
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(yaml.safe_dump({**BASE, "name": "empty"}))
+
+
+def _run_with_one_trial(path: Path) -> None:
+    """A run whose one trial completed (as KerasTuner writes trial.json), never finalized."""
+    _run_without_trials(path)
+    trial = path / "tuner" / "trial_0000"
+    trial.mkdir(parents=True)
+    state = {"trial_id": "0000", "status": "COMPLETED", "score": 0.5, "hyperparameters": {"values": {}}}
+    (trial / "trial.json").write_text(json.dumps(state))
 
 
 def _mnist5k(rotation_max: int) -> str:
@@ -519,6 +529,67 @@ CASES = [
         {"somedir": lambda p: p.mkdir()},
         ["export", "somedir"],
         ["somedir", "not a ktsearch run directory"],
+    ),
+    (
+        "export-unknown-ranking",
+        {"results/one": _run_with_one_trial},
+        ["export", "results/one", "--ranking", "best"],
+        ["--ranking", "invalid choice: 'best'"],
+    ),
+    (
+        "export-finalists-never-run",
+        {"results/one": _run_with_one_trial},
+        ["export", "results/one", "--ranking", "finalists"],
+        ["results/one", "has no finalists to export from", "ktsearch finalize results/one"],
+    ),
+    (
+        "finalize-not-a-run",
+        {"somedir": lambda p: p.mkdir()},
+        ["finalize", "somedir"],
+        ["somedir", "not a ktsearch run directory"],
+    ),
+    (
+        "finalize-without-trials",
+        {"results/empty": _run_without_trials},
+        ["finalize", "results/empty"],
+        ["results/empty", "nothing to finalize"],
+    ),
+    (
+        "finalize-zero-seeds",
+        {"results/one": _run_with_one_trial},
+        ["finalize", "results/one", "--seeds", "0"],
+        ["--seeds", "expected an integer in [1, 1000], got 0"],
+    ),
+    (
+        "finalize-zero-top",
+        {"results/one": _run_with_one_trial},
+        ["finalize", "results/one", "--top", "0"],
+        ["--top", "expected an integer in [1, 1000], got 0"],
+    ),
+    (
+        "train-negative-seed",
+        {},
+        ["train", "configs/seed_recipe.yaml", "--seed", "-1"],
+        ["--seed", "expected an integer >= 0, got -1"],
+    ),
+    (
+        "train-unknown-strategy",
+        {},
+        ["train", "configs/seed_recipe.yaml", "--set", "distribution.strategy=parameter_server"],
+        ["distribution.strategy", "parameter_server"],
+    ),
+    (
+        "train-device-this-machine-lacks",
+        {},
+        [
+            "train",
+            "configs/seed_recipe.yaml",
+            "--set",
+            "distribution.strategy=mirrored",
+            "--set",
+            "distribution.devices=[/gpu:7]",
+        ],
+        ["configs/seed_recipe.yaml", "distribution.devices", "expected devices of this machine", "/gpu:7"],
     ),
     (
         "train-on-search-config",

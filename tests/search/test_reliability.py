@@ -85,7 +85,7 @@ def test_a_second_tune_is_refused_and_a_stale_lock_is_taken_over(workdir):
     _wait_for(first, "starting run")
     second = run_cli(*ARGS, "--name", "locked", cwd=workdir)
     assert second.returncode == 2
-    assert f"in use by another ktsearch tune (PID {first.pid})" in second.stderr
+    assert f"in use by another ktsearch tune or finalize (PID {first.pid})" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
 
     os.kill(first.pid, signal.SIGKILL)  # a crash leaves the lock behind

@@ -345,3 +345,45 @@ def test_a_file_that_fails_mid_search_stops_it_naming_the_file_and_the_run_resum
     proc = run_cli("tune", "c.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "resuming run" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "source, cache",
+    [
+        ("npz", None),
+        ("directory", "none"),
+        ("directory", "memory"),
+        ("directory", "disk"),
+        ("tfrecord", "none"),
+        ("tfrecord", "memory"),
+    ],
+)
+def test_full_data_trains_on_train_and_validation_and_keeps_the_test_split_out(tmp_path, source, cache):
+    """`train --full-data`: one shuffled pipeline over exactly the train + validation images, the same test."""
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 255, (60, 16, 16, 3)).astype("uint8")
+    y = rng.permutation(np.repeat([0, 1, 2], 20))
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y)
+    memory = load_splits(DataConfig(source="npz", path=str(tmp_path / "d.npz")), seed=5)
+    if source == "npz":
+        splits = memory
+    elif source == "directory":
+        for i, (image, label) in enumerate(zip(x, y, strict=True)):
+            (tmp_path / "imgs" / f"class{label}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(tmp_path / "imgs" / f"class{label}" / f"{i:03d}.png")
+        splits = load_splits(_cfg(tmp_path / "imgs", cache=cache), seed=5)
+    else:
+        splits = load_splits(_cfg(_shards(tmp_path / "shards", x, y), source="tfrecord", cache=cache), seed=5)
+    quiet = lambda line: None  # noqa: E731
+    train, val, test = to_datasets(splits, 8, seed=5, cache_dir=tmp_path / "cache", log=quiet, full_data=True)
+    assert val is None
+    images, labels = _epoch(train)
+    seen = np.concatenate([memory.x_train, memory.x_val]), np.concatenate([memory.y_train, memory.y_val])
+    assert _as_set(images, labels) == _as_set(*seen)
+    assert _as_set(*_epoch(test)) == _as_set(memory.x_test, memory.y_test)
+    # Shuffled across the two splits every epoch: validation images are not all at the end.
+    val_keys = set(_as_set(memory.x_val, memory.y_val))
+    keys = [(int(label), image.astype("uint8").tobytes()) for image, label in zip(images, labels, strict=True)]
+    assert min(i for i, k in enumerate(keys) if k in val_keys) < len(memory.y_train)
+    second = _epoch(train)[1]
+    assert not np.array_equal(labels, second)
