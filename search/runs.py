@@ -31,15 +31,19 @@ DATA_CACHE_DIR = "cache"  # uint8 caches of streamed sources (search.streaming)
 
 def atomic_write(path: str | os.PathLike, text: str) -> None:
     """Write via a temporary file in the same directory and rename: never a half-written file."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    _atomic(path, text, "w")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """`atomic_write` for bytes."""
+    """`atomic_write` for bytes (the TFLite files)."""
+    _atomic(path, data, "wb")
+
+
+def _atomic(path: str | os.PathLike, data: str | bytes, mode: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

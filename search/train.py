@@ -187,6 +187,8 @@ def train(
     for flag, value, least in (("--epochs", epochs, 1), ("--seed", seed, 0)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
             raise UserError(flag, "", f"expected an integer >= {least}, got {value!r}")
+    if quantize and not serving:
+        raise UserError("--quantize", "", "writes a TFLite file, which --no-serving turns off; drop one of the two")
     out = _output_dir(cfg, output_dir, overwrite)
     splits = load_data(cfg, log if verbose else (lambda line: None))
     from search.tuners import strategy as make_strategy

@@ -573,6 +573,12 @@ CASES = [
         ["--seed", "expected an integer >= 0, got -1"],
     ),
     (
+        "train-quantize-without-serving",
+        {},
+        ["train", "configs/seed_recipe.yaml", "--quantize", "--no-serving"],
+        ["--quantize", "--no-serving turns off"],
+    ),
+    (
         "train-unknown-strategy",
         {},
         ["train", "configs/seed_recipe.yaml", "--set", "distribution.strategy=parameter_server"],

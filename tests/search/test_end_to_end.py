@@ -203,7 +203,16 @@ def test_seed_recipe_trains_directly(workdir):
     proc = run_cli("train", "configs/seed_recipe.yaml", "--epochs", "1", "--quiet", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((workdir / "results/seed-recipe/train/metrics.json").read_text())
-    assert metrics["epochs_run"] == 1 and metrics["data"] == {"train": 3500, "validation": 1000, "test": 500}
+    assert metrics["epochs_run"] == 1
+    assert metrics["data"] == {
+        "train": 3500,
+        "validation": 1000,
+        "test": 500,
+        "trained_on": ["train"],
+        "training_images": 3500,
+        "early_stopping_on": "validation",
+        "held_out": "test",
+    }
     assert metrics["hyperparameters"]["augmentation.rotation_range"] == 30
     assert metrics["hyperparameters"]["batchnorm.placement"] == "after_activation"
     assert metrics["history"]["learning_rate"] == [pytest.approx(0.001)]

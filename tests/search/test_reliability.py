@@ -139,12 +139,14 @@ def test_keep_checkpoints_keeps_only_the_best_and_never_breaks_a_continuation(wo
 
 
 def test_atomic_write_leaves_the_old_file_whole_when_a_write_fails(tmp_path):
-    from search.runs import atomic_write
+    from search.runs import atomic_write, atomic_write_bytes
 
     target = tmp_path / "best.yaml"
     target.write_text("old: complete\n")
 
     with pytest.raises(TypeError):
         atomic_write(target, 12345)  # fails after the temporary file exists
+    with pytest.raises(TypeError):
+        atomic_write_bytes(target, "text, not bytes")
     assert target.read_text() == "old: complete\n"
     assert [p.name for p in tmp_path.iterdir()] == ["best.yaml"]  # no temporary file left behind
