@@ -29,14 +29,15 @@ class _Parser(argparse.ArgumentParser):
 
 def _config_arguments(p, what: str = "YAML search config") -> None:
     p.add_argument("config", metavar="CONFIG", help=what)
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (dotted key, YAML value); repeatable",
-    )
+    _set_argument(p, "override a config key (dotted key, YAML value); repeatable")
+
+
+def _set_argument(p, what: str) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=what)
+
+
+def _run_dir_argument(p) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, e.g. results/mnist5k-cnn")
 
 
 class Validate:
@@ -158,7 +159,7 @@ class Export:
 
     @staticmethod
     def add_arguments(p):
-        p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, e.g. results/mnist5k-cnn")
+        _run_dir_argument(p)
         p.add_argument("-o", "--output", metavar="FILE", help="output file (default: RUN_DIR/best.yaml)")
         p.add_argument(
             "--ranking",
@@ -183,15 +184,19 @@ class Finalize:
 
     @staticmethod
     def add_arguments(p):
-        p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, e.g. results/mnist5k-cnn")
-        p.add_argument("--top", type=int, default=3, metavar="K", help="distinct configurations to retrain (default 3)")
+        _run_dir_argument(p)
+        from search.finalists import SEEDS, TOP
+
+        p.add_argument(
+            "--top", type=int, default=TOP, metavar="K", help=f"distinct configurations to retrain (default {TOP})"
+        )
         p.add_argument(
             "--seeds",
             type=int,
-            default=3,
+            default=SEEDS,
             metavar="N",
-            help="training seeds 1..N per configuration (default 3); seeds vary initial weights, augmentation and "
-            "shuffling, never the split",
+            help=f"training seeds 1..N per configuration (default {SEEDS}); seeds vary initial weights, augmentation "
+            "and shuffling, never the split",
         )
         p.add_argument("--verbose", action="store_true", help="Keras's per-epoch lines too")
 
@@ -216,7 +221,7 @@ class Report:
 
     @staticmethod
     def add_arguments(p):
-        p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, e.g. results/mnist5k-cnn")
+        _run_dir_argument(p)
         p.add_argument(
             "--format",
             choices=("md", "csv", "json"),
@@ -250,13 +255,8 @@ class Train:
         p.add_argument(
             "export", metavar="EXPORTED_YAML", help="file written by 'ktsearch export' (or configs/seed_recipe.yaml)"
         )
-        p.add_argument(
-            "--set",
-            dest="overrides",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override an export key (dotted key, YAML value), e.g. distribution.strategy=mirrored; repeatable",
+        _set_argument(
+            p, "override an export key (dotted key, YAML value), e.g. distribution.strategy=mirrored; repeatable"
         )
         p.add_argument(
             "-o", "--output-dir", metavar="DIR", help="output directory (default: <results_dir>/<name>/train)"
@@ -314,7 +314,7 @@ class TensorBoard:
 
     @staticmethod
     def add_arguments(p):
-        p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, e.g. results/mnist5k-cnn")
+        _run_dir_argument(p)
         p.add_argument("--port", type=int, default=6006, help="port (default 6006; 0 picks a free one)")
         p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
 

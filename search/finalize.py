@@ -23,6 +23,7 @@ stopped and a later one with more seeds or a larger K only trains what is missin
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -82,8 +83,10 @@ def finalize(
             reuse = config.tuner.reuse_models > 0 if reuse is None else reuse
             _train_missing(run_dir, config, exports, todo, results, log, verbose, reuse)
         summary = summarize(config, chosen, results, seed_list)
+        unchanged = not todo and runs.read_json(out / SUMMARY_FILE) == json.loads(json.dumps(summary))
         runs.write_json(out / SUMMARY_FILE, summary)
-        _to_tensorboard(run_dir, summary)
+        if not unchanged:  # a rerun with nothing new adds no second point at the same step
+            _to_tensorboard(run_dir, summary)
     return summary
 
 
