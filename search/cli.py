@@ -129,13 +129,32 @@ class Tune:
         d.add_argument("--worker", action="store_true", help="run trials for a chief")
         d.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address")
         d.add_argument("--worker-id", metavar="ID", help="this worker's name (default worker-HOST-PID)")
+        a = p.add_argument_group(
+            "distributed search: who may talk to the chief (docs/distributed.md#authentication-and-tls)"
+        )
+        a.add_argument(
+            "--secret-file",
+            metavar="FILE",
+            help="the shared secret every call carries (a private file; default: $KTSEARCH_SECRET, else "
+            "RUN_DIR/chief.secret, which the chief generates)",
+        )
+        a.add_argument("--tls-cert", metavar="PEM", help="chief: its TLS certificate (required off loopback)")
+        a.add_argument("--tls-key", metavar="PEM", help="chief: the certificate's private key (a private file)")
+        a.add_argument("--tls-ca", metavar="PEM", help="worker: the CA that signed the chief's certificate")
+        a.add_argument(
+            "--insecure-no-auth",
+            action="store_true",
+            help="no secret: throwaway runs on 127.0.0.1 only (anyone on this machine can steer the search)",
+        )
 
     @staticmethod
     def run(args) -> int:
+        from search.auth import Security
         from search.distributed import resolve_role
         from search.tuning import tune
 
-        role = resolve_role(args.chief, args.bind, args.worker, args.oracle, args.worker_id)
+        security = Security(args.secret_file, args.insecure_no_auth, args.tls_cert, args.tls_key, args.tls_ca)
+        role = resolve_role(args.chief, args.bind, args.worker, args.oracle, args.worker_id, security=security)
         tune(
             args.config,
             args.overrides,
@@ -577,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides our output
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC's info lines (a refused TLS handshake) too
     try:
         return args.handler(args)
     except UserError as e:

@@ -29,10 +29,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from search import runs
+from search import auth, runs
+from search.auth import Security
 from search.errors import FailureLimitReached, UserError
 
 DEFAULT_PORT = 8000
@@ -52,6 +53,7 @@ class Role:
     host: str = ""
     port: int = 0
     worker_id: str = ""
+    security: Security = field(default_factory=Security)  # the secret's source and TLS files (`search.auth`)
 
     @property
     def address(self) -> str:
@@ -82,9 +84,19 @@ def resolve_role(
     oracle: str | None = None,
     worker_id: str | None = None,
     environ: dict | None = None,
+    security: Security | None = None,
 ) -> Role:
     """The process's role from `tune`'s flags, else from KerasTuner's environment variables."""
-    env = os.environ if environ is None else environ
+    role = _role(chief, bind, worker, oracle, worker_id, os.environ if environ is None else environ)
+    return role if security is None else Role(role.kind, role.host, role.port, role.worker_id, security)
+
+
+def check_role(role: Role, environ: dict | None = None) -> None:
+    """Refuse security flags that do not fit the role, or would leave the search open (`search.auth.check`)."""
+    auth.check(role.kind, role.host, role.security, os.environ if environ is None else environ)
+
+
+def _role(chief, bind, worker, oracle, worker_id, env) -> Role:
     if chief and worker:
         raise UserError("--chief/--worker", "", "expected one of them: a process is the chief or a worker")
     if (bind is not None) and not chief:
@@ -127,9 +139,8 @@ def set_environment(role: Role) -> None:
 def exposure_warning(role: Role) -> str | None:
     if role.kind == "chief" and role.host in ("0.0.0.0", "::", ""):
         return (
-            f"the chief listens on every network interface ({role.address}): anyone who can reach this port "
-            "can read and steer the search (KerasTuner's protocol has no authentication); "
-            "bind a private address where you can"
+            f"the chief listens on every network interface ({role.address}): TLS and the run's secret keep "
+            "others out, but anyone who can reach the port can try; bind a private address where you can"
         )
     return None
 
@@ -284,12 +295,19 @@ def serve(tuner, role: Role, log: Callable[[str], None], timeout: float, start_w
 
     tuner.save()
     tuner.oracle.verbose = 0  # KerasTuner's per-trial tables; the chief logs a line per event instead
-    marker = Path(tuner.project_dir).parent / CHIEF_FILE
+    run_dir = Path(tuner.project_dir).parent
+    marker = run_dir / CHIEF_FILE
+    security = role.security
+    secret = auth.chief_secret(security, run_dir)
     servicer = _servicer_class()(tuner.oracle, log, timeout, tuner.reporter.trial_ended)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))  # calls serialise on the servicer's lock
+    interceptor = auth.interceptor(secret, _refusal_log(log))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[interceptor])  # calls serialise
     private_api.protos().service_grpc.add_OracleServicer_to_server(servicer, server)
     try:
-        port = server.add_insecure_port(role.address)
+        if security.tls_cert:
+            port = server.add_secure_port(role.address, auth.server_credentials(security))
+        else:
+            port = server.add_insecure_port(role.address)
     except RuntimeError as e:
         port, error = 0, str(e)
     else:
@@ -297,9 +315,16 @@ def serve(tuner, role: Role, log: Callable[[str], None], timeout: float, start_w
     if not port:
         raise UserError("--bind", "", f"cannot listen on {role.address} ({error})")
     server.start()
-    state = {"state": "serving", "address": f"{role.host}:{port}", "host": socket.gethostname(), "pid": os.getpid()}
+    state = {
+        "state": "serving",
+        "address": f"{role.host}:{port}",
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "tls": bool(security.tls_cert),
+        "auth": secret is not None,
+    }
     runs.write_json(marker, state)
-    log(f"chief: serving the oracle on {role.host}:{port}; start workers with:")
+    log(f"chief: serving the oracle on {role.host}:{port}; {_protection(security, run_dir)}; start workers with:")
     log(f"  {start_workers_hint.replace('{ADDRESS}', f'{role.host}:{port}')}")
     try:
         while not servicer.done():
@@ -313,9 +338,37 @@ def serve(tuner, role: Role, log: Callable[[str], None], timeout: float, start_w
     return servicer.ran
 
 
+def _protection(security: Security, run_dir: Path) -> str:
+    if security.no_auth:
+        return "NO AUTHENTICATION: --insecure-no-auth, anyone on this machine can steer the search"
+    if security.secret_file:
+        source = f"the secret in {security.secret_file}"
+    elif os.environ.get(auth.ENV_SECRET):
+        source = f"the secret in ${auth.ENV_SECRET}"
+    else:
+        source = f"the secret in {run_dir / auth.SECRET_FILE}"
+    return ("TLS, " if security.tls_cert else "") + f"calls need {source}"
+
+
+def _refusal_log(log: Callable[[str], None], first: int = 5, every: int = 100):
+    """Log the first refused calls, then one in `every`: a client hammering the port cannot flood the log."""
+    count = [0]
+    lock = threading.Lock()
+
+    def refused(method: str, code: str) -> None:
+        with lock:
+            count[0] += 1
+            n = count[0]
+        if n <= first or n % every == 0:
+            log(f"chief: refused a call to {method.rsplit('/', 1)[-1]} ({code}; {n} refused so far)")
+
+    return refused
+
+
 # -- worker -------------------------------------------------------------------------------
 
 CONNECT_WAIT = 600  # seconds a worker waits for its chief to come up, or to come back
+GET_SPACE = "/keras_tuner.Oracle/GetSpace"  # KerasTuner's service (package keras_tuner, service Oracle)
 ATTEMPT = 10  # seconds per attempt of a call to the chief
 
 
@@ -343,8 +396,9 @@ class _PatientStub:
     """The oracle stub, each call made in short attempts: a worker whose chief is gone learns whether
     the search is over (chief.json says so) or waits up to CONNECT_WAIT for the chief to come back."""
 
-    def __init__(self, stub, run_dir: Path):
+    def __init__(self, stub, role: Role, run_dir: Path):
         self._stub = stub
+        self._role = role
         self._run_dir = run_dir
 
     def __getattr__(self, name):
@@ -358,6 +412,9 @@ class _PatientStub:
                 try:
                     return method(request, wait_for_ready=True, timeout=ATTEMPT, metadata=metadata)
                 except grpc.RpcError as e:
+                    problem = refusal(e, self._role, self._run_dir)
+                    if problem is not None:
+                        raise problem from None
                     if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                         raise
                     if chief_done(self._run_dir):
@@ -369,23 +426,74 @@ class _PatientStub:
         return call
 
 
-def wait_for_chief(role: Role, log: Callable[[str], None]) -> None:
-    """Block until the chief answers (it may start after its workers); SearchStopped after CONNECT_WAIT."""
+def refusal(error, role: Role, run_dir: Path) -> UserError | None:
+    """What a failed call says about this worker's credentials (one line), or None: the chief is just not up."""
+    import grpc
+
+    code, details = error.code(), error.details() or ""
+    where = f"the chief at {role.address}"
+    secret_flag = f"--secret-file or ${auth.ENV_SECRET}"
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return UserError(
+            "--secret-file",
+            "",
+            f"{where} refused this worker: no secret (UNAUTHENTICATED); give the chief's secret with {secret_flag} "
+            f"(a chief that generated one keeps it in {run_dir / auth.SECRET_FILE})",
+        )
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return UserError(
+            "--secret-file", "", f"{where} refused this worker's secret (PERMISSION_DENIED): {secret_flag}"
+        )
+    if code != grpc.StatusCode.UNAVAILABLE:
+        return None
+    lowered = details.lower()
+    if "handshake" in lowered or "certificate" in lowered:
+        reason = details.rsplit(": ", 2)[-2] if details.count(": ") >= 2 else details
+        if "WRONG_VERSION_NUMBER" in details:
+            return UserError("--tls-ca", "", f"{where} does not serve TLS ({reason}); drop --tls-ca on loopback")
+        return UserError(
+            "--tls-ca", "", f"{where} presents a certificate {role.security.tls_ca} does not trust ({reason})"
+        )
+    state = runs.read_json(Path(run_dir) / CHIEF_FILE) or {}
+    if not role.security.tls and state.get("tls") and state.get("state") == "serving":
+        return UserError("--tls-ca", "", f"{where} serves TLS: connect with --tls-ca (the CA of its certificate)")
+    return None
+
+
+def wait_for_chief(role: Role, log: Callable[[str], None], run_dir: Path) -> None:
+    """Block until the chief answers a call with this worker's credentials (it may start after its workers).
+
+    A refused secret or an untrusted certificate is a UserError at once; no answer within
+    CONNECT_WAIT is SearchStopped.
+    """
     import grpc
 
     from search.errors import SearchStopped
 
-    channel = grpc.insecure_channel(role.address)
-    try:
-        grpc.channel_ready_future(channel).result(timeout=1)
-    except grpc.FutureTimeoutError:
-        log(f"worker {role.worker_id}: waiting for the chief at {role.address} (up to {CONNECT_WAIT} s)")
+    deadline = time.monotonic() + CONNECT_WAIT
+    told = False
+    while True:
+        secret = auth.worker_secret(role.security, run_dir)  # a generated one appears when the chief starts
+        channel = auth.channel(role.security, role.address)
         try:
-            grpc.channel_ready_future(channel).result(timeout=CONNECT_WAIT)
-        except grpc.FutureTimeoutError:
-            raise SearchStopped(f"no chief answered at {role.address} within {CONNECT_WAIT} s") from None
-    finally:
-        channel.close()
+            # GetSpace by its wire name (its request is empty): no KerasTuner, so no TensorFlow, before the chief answers.
+            get_space = channel.unary_unary(GET_SPACE, request_serializer=None, response_deserializer=None)
+            get_space(b"", timeout=ATTEMPT, metadata=auth.metadata(secret))
+            return
+        except grpc.RpcError as e:
+            problem = refusal(e, role, run_dir)
+            if problem is not None:
+                raise problem from None
+            if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise
+        finally:
+            channel.close()
+        if time.monotonic() > deadline:
+            raise SearchStopped(f"no chief answered at {role.address} within {CONNECT_WAIT} s")
+        if not told:
+            log(f"worker {role.worker_id}: waiting for the chief at {role.address} (up to {CONNECT_WAIT} s)")
+            told = True
+        time.sleep(1.0)
 
 
 def worker_client(oracle, role: Role, heartbeat: float, log: Callable[[str], None], run_dir: Path):
@@ -404,18 +512,22 @@ def worker_client(oracle, role: Role, heartbeat: float, log: Callable[[str], Non
     class CallDetails(collections.namedtuple("CallDetails", fields), grpc.ClientCallDetails):
         pass
 
+    secret = auth.worker_secret(role.security, run_dir)
+
     class NameThisWorker(grpc.UnaryUnaryClientInterceptor):
+        """Every call names this worker and carries the secret."""
+
         def intercept_unary_unary(self, continuation, details, request):
-            metadata = [*(details.metadata or []), (METADATA_KEY, role.worker_id)]
+            metadata = [*(details.metadata or []), (METADATA_KEY, role.worker_id), *auth.metadata(secret)]
             values = [getattr(details, name, None) for name in fields]
             return continuation(CallDetails(*values[:2], metadata, *values[3:]), request)
 
     class WorkerClient(private_api.oracle_client_class()):
         def __init__(self):
             super().__init__(oracle)
-            channel = grpc.intercept_channel(grpc.insecure_channel(role.address), NameThisWorker())
+            channel = grpc.intercept_channel(auth.channel(role.security, role.address), NameThisWorker())
             self._raw = protos.service_grpc.OracleStub(channel)
-            self.stub = _PatientStub(self._raw, run_dir)  # OracleClient's methods call the chief through `stub`
+            self.stub = _PatientStub(self._raw, role, run_dir)  # OracleClient's methods call the chief through `stub`
             self.tuner_id = role.worker_id
             self._idle = IDLE_WAIT[0]
             self.dropped: set[str] = set()  # trials handed to another worker while this one was silent

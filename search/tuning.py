@@ -160,6 +160,7 @@ def tune(
     labels = {"name": "--name", "results_dir": "--results-dir", "tuner.time_budget": "--budget"}
     cfg = load_config(config, overrides, labels=labels)
     role = role or Role()
+    distributed.check_role(role)  # security flags that do not fit, or would leave the search open
     if threads is not None and not 1 <= threads <= 1024:
         raise UserError("--threads", "", f"expected a thread count in [1, 1024], got {threads!r}")
     if role.kind == "worker":
@@ -214,7 +215,7 @@ def _load_data(cfg: SearchConfig, role: Role, threads: int | None, log: Callable
 
 def _work(cfg: SearchConfig, role: Role, log: Callable[[str], None], threads: int | None, source) -> dict:
     """A worker: wait for the chief, check that both run the same search, run trials until told to stop."""
-    distributed.wait_for_chief(role, log)
+    distributed.wait_for_chief(role, log, cfg.run_dir)
     saved_file = cfg.run_dir / runs.CONFIG_FILE
     if not saved_file.is_file():
         raise UserError(
@@ -267,7 +268,7 @@ def _search(run: SearchRun, splits):
         run.progress.restart()  # elapsed and ETA count the search, not imports and data loading
     try:
         if run.role.kind == "chief":
-            hint = _worker_command(cfg, run.source)
+            hint = _worker_command(cfg, run.source, run.role.security)
             ran = distributed.serve(tuner, run.role, run.log, cfg.distribution.worker_timeout, hint)
             done = ", ".join(f"{worker} {len(ids)}" for worker, ids in sorted(ran.items())) or "none"
             run.log(f"trials completed per worker: {done}")
@@ -291,9 +292,15 @@ def _search(run: SearchRun, splits):
     return tuner
 
 
-def _worker_command(cfg: SearchConfig, source) -> str:
+def _worker_command(cfg: SearchConfig, source, security) -> str:
     config = _shell_path(Path(source)) if isinstance(source, (str, Path)) else "CONFIG"
     flags = f" --name {cfg.name} --results-dir {_shell_path(Path(cfg.results_dir))}"
+    if security.tls_cert:
+        flags += " --tls-ca CA.pem"  # the CA that signed the chief's certificate
+    if security.no_auth:
+        flags += " --insecure-no-auth"
+    elif security.secret_file:
+        flags += " --secret-file FILE"  # the chief's secret, copied to the worker's machine
     return f"ktsearch tune {config}{flags} --worker --oracle {{ADDRESS}}"
 
 

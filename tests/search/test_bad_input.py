@@ -86,6 +86,19 @@ def _run_with_one_trial(path: Path) -> None:
     (trial / "trial.json").write_text(json.dumps(state))
 
 
+def _private(text: str):
+    """A file only its owner can read (as secret and key files must be)."""
+
+    def write(path: Path) -> None:
+        path.write_text(text)
+        path.chmod(0o600)
+
+    return write
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
 def _mnist5k(rotation_max: int) -> str:
     return (
         (CONFIGS / "mnist5k.yaml")
@@ -748,6 +761,90 @@ CASES = [
         {"m.yaml": _mnist5k(30), "c.json": _curves(), "out/simulation.md": "an earlier simulation\n"},
         ["simulate", "m.yaml", "--curves", "c.json", "-o", "out"],
         ["out/simulation.md", "it exists (--overwrite replaces it)"],
+    ),
+    (
+        "chief-open-bind-without-tls",
+        {},
+        [*SMOKE, "--chief", "--bind", "0.0.0.0:0"],
+        ["--bind", "0.0.0.0 is reachable from other machines", "--tls-cert and --tls-key"],
+    ),
+    (
+        "worker-remote-chief-without-tls",
+        {},
+        [*SMOKE, "--worker", "--oracle", "10.0.0.5:8000"],
+        ["--oracle", "10.0.0.5 is another machine", "--tls-ca"],
+    ),
+    (
+        "chief-cert-without-key",
+        {"c.pem": PEM},
+        [*SMOKE, "--chief", "--tls-cert", "c.pem"],
+        ["--tls-key", "expected --tls-cert and --tls-key together"],
+    ),
+    (
+        "chief-given-a-ca",
+        {"ca.pem": PEM},
+        [*SMOKE, "--chief", "--tls-ca", "ca.pem"],
+        ["--tls-ca", "a worker's", "the chief takes --tls-cert and --tls-key"],
+    ),
+    (
+        "worker-given-a-certificate",
+        {"c.pem": PEM},
+        [*SMOKE, "--worker", "--oracle", "127.0.0.1:8000", "--tls-cert", "c.pem"],
+        ["--tls-cert", "the chief's; a worker takes --tls-ca"],
+    ),
+    (
+        "tls-cert-not-pem",
+        {"c.pem": "not a certificate\n", "k.pem": _private(PEM)},
+        [*SMOKE, "--chief", "--tls-cert", "c.pem", "--tls-key", "k.pem"],
+        ["--tls-cert", "expected a PEM file, got c.pem"],
+    ),
+    (
+        "tls-key-missing",
+        {"c.pem": PEM},
+        [*SMOKE, "--chief", "--tls-cert", "c.pem", "--tls-key", "nope.pem"],
+        ["--tls-key", "cannot read nope.pem"],
+    ),
+    (
+        "tls-key-readable-by-others",
+        {"c.pem": PEM, "k.pem": PEM},
+        [*SMOKE, "--chief", "--tls-cert", "c.pem", "--tls-key", "k.pem"],
+        ["--tls-key", "k.pem is readable by others", "chmod 600 k.pem"],
+    ),
+    (
+        "secret-file-readable-by-others",
+        {"s.txt": "a-secret-long-enough-for-anyone\n"},
+        [*SMOKE, "--chief", "--secret-file", "s.txt"],
+        ["--secret-file", "s.txt is readable by others"],
+    ),
+    (
+        "secret-file-too-short",
+        {"s.txt": _private("short\n")},
+        [*SMOKE, "--worker", "--oracle", "127.0.0.1:8000", "--secret-file", "s.txt"],
+        ["--secret-file", "expected a secret of at least 16 characters in s.txt"],
+    ),
+    (
+        "secret-file-missing",
+        {},
+        [*SMOKE, "--chief", "--secret-file", "nope.txt"],
+        ["--secret-file", "cannot read nope.txt"],
+    ),
+    (
+        "no-auth-off-loopback",
+        {},
+        [*SMOKE, "--chief", "--bind", "10.0.0.1:0", "--insecure-no-auth"],
+        ["--insecure-no-auth", "only for runs on this machine", "--bind 10.0.0.1"],
+    ),
+    (
+        "no-auth-with-a-secret",
+        {"s.txt": _private("a-secret-long-enough-for-anyone\n")},
+        [*SMOKE, "--chief", "--insecure-no-auth", "--secret-file", "s.txt"],
+        ["--insecure-no-auth", "turns the secret off"],
+    ),
+    (
+        "security-flag-without-a-role",
+        {"s.txt": _private("a-secret-long-enough-for-anyone\n")},
+        [*SMOKE, "--secret-file", "s.txt"],
+        ["--secret-file", "only used with --chief or --worker"],
     ),
     (
         "tensorboard-bad-port",
