@@ -141,38 +141,38 @@ def _flags(s: Security):
     )
 
 
-def chief_secret(security: Security, run_dir: Path, environ: dict | None = None) -> str | None:
-    """The chief's secret: --secret-file, else $KTSEARCH_SECRET, else RUN_DIR/chief.secret (made once, 0600)."""
-    env = os.environ if environ is None else environ
-    if security.no_auth:
-        return None
+def _given(security: Security, env: dict) -> str | None:
+    """A secret the user gave: --secret-file, else $KTSEARCH_SECRET."""
     if security.secret_file:
         return read_secret(security.secret_file, "--secret-file")
-    if env.get(ENV_SECRET):
-        return env[ENV_SECRET].strip()
+    return env[ENV_SECRET].strip() if env.get(ENV_SECRET) else None
+
+
+def chief_secret(security: Security, run_dir: Path, environ: dict | None = None) -> str | None:
+    """The chief's secret: the one given, else RUN_DIR/chief.secret (generated once, 0600); None with no auth."""
+    if security.no_auth:
+        return None
+    given = _given(security, os.environ if environ is None else environ)
+    if given:
+        return given
     path = Path(run_dir) / SECRET_FILE
-    if not path.exists():
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another chief of this run made it first: use theirs
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(32) + "\n")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass  # an earlier start of this chief (or another chief of this run) made it: keep it
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
     return read_secret(path, str(path))
 
 
 def worker_secret(security: Security, run_dir: Path, environ: dict | None = None) -> str | None:
     """The worker's secret, the same way; None while the chief has not written RUN_DIR/chief.secret yet."""
-    env = os.environ if environ is None else environ
     if security.no_auth:
         return None
-    if security.secret_file:
-        return read_secret(security.secret_file, "--secret-file")
-    if env.get(ENV_SECRET):
-        return env[ENV_SECRET].strip()
     path = Path(run_dir) / SECRET_FILE
-    return read_secret(path, str(path)) if path.exists() else None
+    given = _given(security, os.environ if environ is None else environ)
+    return given or (read_secret(path, str(path)) if path.exists() else None)
 
 
 def server_credentials(security: Security):

@@ -61,6 +61,15 @@ def test_security_flags_are_checked_before_anything_runs(tmp_path):
     assert not auth.is_loopback("0.0.0.0") and not auth.is_loopback("chief.example.org")
 
 
+def test_a_short_secret_in_the_environment_is_bad_input(workdir):
+    before = tree_state(workdir)
+    proc = run_cli("tune", "configs/digits_smoke.yaml", "--chief", cwd=workdir, env={auth.ENV_SECRET: "short"})
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"ktsearch: error: {auth.ENV_SECRET}: expected a secret of at least 16 characters"
+    ]
+    assert tree_state(workdir) == before
+
+
 def test_the_wire_name_workers_probe_is_kerastuners_get_space():
     """Workers call GetSpace by its wire name before importing KerasTuner: it must stay KerasTuner's."""
     from hypermodels import private_api
