@@ -15,7 +15,16 @@ import time
 from pathlib import Path
 
 from search.distributed import DEFAULT_PORT
-from search.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, SearchStopped, UserError
+from search.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_STORAGE,
+    EXIT_USAGE,
+    SearchStopped,
+    StorageError,
+    UserError,
+    storage_error,
+)
 
 PROG = "ktsearch"
 
@@ -593,8 +602,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _rerun(argv) -> str:
+    command = " ".join(["ktsearch", *(argv if argv is not None else sys.argv[1:])])
+    return f"free space (or fix the disk), then rerun: {command}"
+
+
+def _h5py_write_failure(error) -> bool:
+    """h5py reports a checkpoint whose write failed (a full disk) once more when the file object is freed,
+    through the unraisable or the except hook: ktsearch has already said so in one line."""
+    return isinstance(error, RuntimeError) and "file write failed" in str(error)
+
+
+def _quiet_unraisable(unraisable) -> None:
+    if not _h5py_write_failure(unraisable.exc_value):
+        sys.__unraisablehook__(unraisable)
+
+
+def _quiet_excepthook(kind, value, traceback) -> None:
+    if not _h5py_write_failure(value):
+        sys.__excepthook__(kind, value, traceback)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    sys.unraisablehook, sys.excepthook = _quiet_unraisable, _quiet_excepthook
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides our output
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC's info lines (a refused TLS handshake) too
     try:
@@ -605,6 +636,16 @@ def main(argv: list[str] | None = None) -> int:
     except SearchStopped as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return EXIT_FAILED
+    except Exception as e:  # a write that failed for want of storage (a trial's, oracle.json, an export, train's)
+        problem = e if isinstance(e, StorageError) else storage_error(e)
+        if problem is None:
+            raise
+        print(f"{PROG}: error: {problem}; {_rerun(argv)}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Skip the interpreter's teardown: h5py's file objects left by a failed write can crash it (SIGSEGV)
+        # and turn this exit code into 139. Every file ktsearch keeps was written atomically or not at all.
+        os._exit(EXIT_STORAGE)
     except BrokenPipeError:  # `ktsearch validate c.yaml | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 0

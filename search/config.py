@@ -497,6 +497,7 @@ def read_yaml(path: str | os.PathLike) -> dict:
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(path, "", f"cannot read the file ({e.__class__.__name__}: {e})") from None
     try:
+        _check_expansion(yaml.compose(text, Loader=yaml.SafeLoader), path)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -506,6 +507,42 @@ def read_yaml(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise UserError(path, "", f"expected a YAML mapping at the top level, got {type(data).__name__}")
     return data
+
+
+MAX_VALUES = 100_000  # values a config may hold once its YAML aliases are expanded
+
+
+def _check_expansion(root, path: str) -> None:
+    """Refuse YAML whose aliases expand to an absurd size (a "billion laughs" file): later deep
+    copies and comparisons would expand them. Counted on the composed graph, each node once."""
+    sizes: dict[int, int] = {}
+
+    def size(node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = 1  # a recursive alias counts once
+        children = node.value if isinstance(node.value, list) else []  # scalars hold a string
+        total = 1
+        for item in children:  # a sequence's nodes, or a mapping's (key, value) pairs
+            total += size(item[0]) + size(item[1]) if isinstance(item, tuple) else size(item)
+        sizes[id(node)] = min(total, MAX_VALUES + 1)
+        return sizes[id(node)]
+
+    if root is not None and size(root) > MAX_VALUES:
+        raise UserError(path, "", f"expected a config, got YAML whose aliases expand to over {MAX_VALUES:,} values")
+
+
+def _finite(c, raw: Any, key: str = "") -> None:
+    """NaN and infinities are numbers to YAML (`.nan`, `.inf`) and compare false with every bound: refuse them
+    anywhere in a config, before any key's own check."""
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise c.fail(key or "(top level)", f"expected a finite number, got {raw}")
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            _finite(c, v, f"{key}.{k}" if key else str(k))
+    elif isinstance(raw, list):
+        for i, v in enumerate(raw):
+            _finite(c, v, f"{key}[{i}]")
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -827,6 +864,7 @@ def validate(
     """Validate a search config (already merged with overrides) into a `SearchConfig`."""
     overrides = overrides or {}
     c = _Checker(source, overrides, labels)
+    _finite(c, raw)
     if is_export(raw):
         raise c.fail(
             "hyperparameters",
@@ -852,6 +890,7 @@ def validate(
 def validate_export(raw: dict, source: str = "<export>", overrides: dict | None = None) -> ExportConfig:
     """Validate an export (fixed hyperparameters + training section) for `train`."""
     c = _Checker(source, overrides or {})
+    _finite(c, raw)
     if "search_space" in raw or "hyperparameters" not in raw or "training" not in raw:
         raise c.fail(
             "hyperparameters",

@@ -3,13 +3,17 @@
 * `UserError`: bad input (config, CLI argument, data file, run directory); one line naming
   the file, the key and what was expected; exit code 2.
 * `SearchStopped`: the search ended early for a reason that is not bad input; exit code 1.
+* `StorageError`: a write failed because the disk is full, read-only or failing; exit code 3.
   `FailureLimitReached` is the one KerasTuner's `max_consecutive_failed_trials` causes.
 """
 
 from __future__ import annotations
 
+import errno
+
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+EXIT_STORAGE = 3  # the disk is full, read-only or failing: nothing is lost, rerun when it is fixed
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
@@ -43,3 +47,54 @@ class SearchStopped(KtsearchError):
 
 class FailureLimitReached(SearchStopped):
     """`tuner.max_consecutive_failed_trials` trials failed in a row; the results so far are kept."""
+
+
+class StorageError(KtsearchError):
+    """A write failed because of the storage (disk full, read-only, I/O error): exit code 3.
+
+    Nothing is recorded against the trial that was running; rerunning the command resumes."""
+
+
+STORAGE_ERRNOS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EIO: "input/output error",
+}
+STORAGE_MESSAGES = {  # TensorFlow's file writers report the same conditions as text
+    "No space left on device": errno.ENOSPC,
+    "Disk quota exceeded": errno.EDQUOT,
+    "Read-only file system": errno.EROFS,
+    "Input/output error": errno.EIO,
+}
+
+
+def storage_error(error: BaseException, where: str | None = None) -> StorageError | None:
+    """The storage problem behind `error` (or its causes), as one line naming the path and the errno; else None.
+
+    `where`: the path to name when the error does not say (h5py's OSError for a checkpoint names no file).
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        text = str(error)
+        code = getattr(error, "errno", None) if isinstance(error, OSError) else None
+        if code not in STORAGE_ERRNOS:
+            code = next((c for m, c in STORAGE_MESSAGES.items() if m in text), None)
+        if code in STORAGE_ERRNOS:
+            path = getattr(error, "filename", None) or _path_in(text) or where
+            where = f"{path}: " if path else ""
+            return StorageError(
+                f"{where}{STORAGE_ERRNOS[code]} ({errno.errorcode[code]}); nothing was recorded for the work in "
+                "progress"
+            )
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _path_in(text: str) -> str | None:
+    """A file path in an error message (TensorFlow's: '... /results/x/tensorboard/events...; No space ...')."""
+    for word in text.replace(";", " ").replace("'", " ").split():
+        if word.startswith("/") and len(word) > 1:
+            return word.rstrip(".,:")
+    return None

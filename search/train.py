@@ -210,7 +210,9 @@ def train(
     )
     inference = result["hypermodel"].inference_model(result["model"])
     inference.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    inference.save(out / MODEL_FILE)
+    partial = out / f".{MODEL_FILE}.partial.keras"  # Keras wants the extension; renamed when complete
+    inference.save(partial)
+    partial.replace(out / MODEL_FILE)
     sizes = splits.sizes()
     metrics = {
         "validation": result["validation"],

@@ -28,7 +28,7 @@ from search import algorithms, distributed, oracles, runs
 from search import tensorboard as tb
 from search.checkpoints import CheckpointRetention
 from search.context import SearchRun
-from search.errors import FailureLimitReached, UserError
+from search.errors import FailureLimitReached, UserError, storage_error
 from search.pool import ModelPool
 from search.progress import TrialReporter, trial_line
 from search.records import EpochClock, TrialRecords, failure_reason
@@ -89,6 +89,17 @@ class RecordingTuner(private_api.TunerHooks):
         self.records.clock(trial.trial_id, callbacks)
 
     def run_trial(self, trial, *args, **kwargs):
+        try:
+            return self._run_trial(trial, *args, **kwargs)
+        except kt.errors.FatalError:
+            raise
+        except Exception as e:  # a full or failing disk is not the trial's fault: stop, count nothing
+            problem = storage_error(e, where=self.get_trial_dir(trial.trial_id))
+            if problem is not None:
+                raise StorageFault(problem) from None
+            raise
+
+    def _run_trial(self, trial, *args, **kwargs):
         seed_trial(self.run.config.seed, trial.trial_id)
         _, book = runs.split_values(trial.hyperparameters.values)
         initial = int(book.get("initial_epoch", 0))
@@ -163,6 +174,14 @@ class RecordingTuner(private_api.TunerHooks):
         if final.status == "COMPLETED":
             self.completed.append(trial.trial_id)
         self.reporter.trial_ended(trial.trial_id, line)
+
+
+class StorageFault(kt.errors.FatalError):
+    """A write of the trial failed for want of storage: KerasTuner must stop, not count a failed trial."""
+
+    def __init__(self, problem):
+        super().__init__(str(problem))
+        self.problem = problem
 
 
 class DataFileError(kt.errors.FatalError):

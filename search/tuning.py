@@ -281,7 +281,7 @@ def _search(run: SearchRun, splits):
                 verbose=run.keras_verbose,
                 shuffle=False,  # the dataset reshuffles itself
             )
-    except tuners.DataFileError as e:  # the trial in progress reruns when the search resumes
+    except (tuners.DataFileError, tuners.StorageFault) as e:  # the trial in progress reruns when the search resumes
         raise e.problem from None
     except FailureLimitReached as e:
         run.log(final_report(cfg, summarize(cfg)))

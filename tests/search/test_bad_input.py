@@ -119,6 +119,45 @@ CASES = [
     ("tab-indented-yaml", {"c.yaml": "name: bad\ndata:\n\tsource: digits\n"}, SEARCH, ["c.yaml", "invalid YAML"]),
     ("top-level-list", {"c.yaml": "- name\n- bad\n"}, SEARCH, ["c.yaml", "expected a YAML mapping"]),
     ("empty-file", {"c.yaml": ""}, SEARCH, ["c.yaml", "expected a YAML mapping"]),
+    (
+        "not-utf8",
+        {"c.yaml": lambda p: p.write_bytes(b"name: caf\xe9\n")},
+        SEARCH,
+        ["c.yaml", "cannot read the file", "UnicodeDecodeError"],
+    ),
+    (
+        "alias-bomb",
+        {
+            "c.yaml": "name: bomb\nl0: &l0 [a, a, a, a, a, a, a, a, a, a]\n"
+            + "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 7))
+        },
+        SEARCH,
+        ["c.yaml", "aliases expand to over 100,000 values"],
+    ),
+    (
+        "nan-where-a-number-goes",
+        {"c.yaml": _config(data={"source": "digits", "validation_split": float("nan")})},
+        SEARCH,
+        ["c.yaml", "data.validation_split", "expected a finite number, got nan"],
+    ),
+    (
+        "infinity-by-set",
+        {},
+        [*SMOKE, "--set", "early_stopping.min_delta=.inf"],
+        ["--set early_stopping.min_delta", "expected a finite number, got inf"],
+    ),
+    (
+        "boolean-where-a-number-goes",
+        {"c.yaml": _config(tuner={"max_epochs": True})},
+        SEARCH,
+        ["c.yaml", "tuner.max_epochs", "got True"],
+    ),
+    (
+        "nan-in-an-export",
+        {},
+        ["train", "configs/seed_recipe.yaml", "--set", "hyperparameters.augmentation.zoom_range=.nan"],
+        ["hyperparameters.augmentation.zoom_range", "expected a finite number, got nan"],
+    ),
     ("missing-file", {}, ["tune", "nope.yaml"], ["nope.yaml", "file not found"]),
     ("config-is-a-directory", {"cfgdir": lambda p: p.mkdir()}, ["tune", "cfgdir"], ["cfgdir", "got a directory"]),
     ("unknown-top-key", {"c.yaml": _config(tunner={})}, SEARCH, ["c.yaml", "tunner", "did you mean 'tuner'"]),

@@ -7,6 +7,7 @@ import yaml
 
 from search.config import load_config, load_export, parse_overrides
 from search.errors import UserError
+from tests.conftest import CONFIGS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -189,3 +190,35 @@ def test_exports_must_be_fixed_and_search_configs_are_not_exports(tmp_path):
     recipe["hyperparameters"]["augmentation"]["rotation_range"] = {"min": 0, "max": 30}
     with pytest.raises(UserError, match="expected a fixed value in an export"):
         load_export(recipe)
+
+
+def _numeric_leaves(mapping: dict, prefix: str = ""):
+    for key, value in mapping.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            yield from _numeric_leaves(value, path)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield path
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), True, False], ids=str)
+@pytest.mark.parametrize("name", ["digits_smoke.yaml", "mnist5k.yaml", "seed_recipe.yaml", "transfer.yaml"])
+def test_no_number_anywhere_takes_a_non_finite_value_or_a_boolean(name, value):
+    """Every number a resolved config or export holds (sections, search-space bounds, fixed values):
+    `.nan`, `.inf` and YAML's `true`/`false` (ints to Python) are refused, naming the key."""
+    from search.config import load_any
+
+    resolved = load_any(CONFIGS / name).to_dict()
+    keys = [k for k in _numeric_leaves(resolved) if not k.startswith("provenance.")]
+    assert len(keys) > 10
+    accepted = []
+    for key in keys:
+        try:
+            load_any(
+                CONFIGS / name, [f"{key}={value if not isinstance(value, float) else yaml.safe_dump(value).split()[0]}"]
+            )
+        except UserError as e:
+            assert key in str(e), (key, str(e))
+        else:
+            accepted.append(key)
+    assert accepted == []
