@@ -636,16 +636,6 @@ def main(argv: list[str] | None = None) -> int:
     except SearchStopped as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return EXIT_FAILED
-    except Exception as e:  # a write that failed for want of storage (a trial's, oracle.json, an export, train's)
-        problem = e if isinstance(e, StorageError) else storage_error(e)
-        if problem is None:
-            raise
-        print(f"{PROG}: error: {problem}; {_rerun(argv)}", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # Skip the interpreter's teardown: h5py's file objects left by a failed write can crash it (SIGSEGV)
-        # and turn this exit code into 139. Every file ktsearch keeps was written atomically or not at all.
-        os._exit(EXIT_STORAGE)
     except BrokenPipeError:  # `ktsearch validate c.yaml | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 0
@@ -658,3 +648,13 @@ def main(argv: list[str] | None = None) -> int:
         hint = hints.get(args.command, "no model was saved")
         print(f"\n{PROG}: interrupted; {hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as e:  # a write that failed for want of storage (a trial's, oracle.json, an export, train's)
+        problem = e if isinstance(e, StorageError) else storage_error(e)
+        if problem is None:
+            raise
+        print(f"{PROG}: error: {problem}; {_rerun(argv)}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Skip the interpreter's teardown: h5py's file objects left by a failed write can crash it (SIGSEGV)
+        # and turn this exit code into 139. Every file ktsearch keeps was written atomically or not at all.
+        os._exit(EXIT_STORAGE)

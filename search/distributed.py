@@ -482,9 +482,10 @@ def wait_for_chief(role: Role, log: Callable[[str], None], run_dir: Path) -> Non
             return
         except grpc.RpcError as e:
             problem = refusal(e, role, run_dir)
-            if problem is not None:
+            raced = secret is None and auth.worker_secret(role.security, run_dir) is not None
+            if problem is not None and not raced:  # (raced: the chief wrote its secret after this worker looked)
                 raise problem from None
-            if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            if problem is None and e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise
         finally:
             channel.close()
