@@ -197,11 +197,4 @@ def _commands(prov: dict, metrics: dict) -> list[str]:
 
 def _version_rows(search_versions: dict) -> list[str]:
     now = versions()
-    for name in ("ai-edge-litert",):
-        try:
-            from importlib import metadata
-
-            now[name] = metadata.version(name)
-        except Exception:
-            now[name] = "not installed"
     return [f"| {name} | {search_versions.get(name, '-')} | {now[name]} |" for name in now]

@@ -83,9 +83,8 @@ def storage_error(error: BaseException, where: str | None = None) -> StorageErro
             code = next((c for m, c in STORAGE_MESSAGES.items() if m in text), None)
         if code in STORAGE_ERRNOS:
             path = getattr(error, "filename", None) or _path_in(text) or where
-            where = f"{path}: " if path else ""
             return StorageError(
-                f"{where}{STORAGE_ERRNOS[code]} ({errno.errorcode[code]}); nothing was recorded for the work in "
+                f"{f'{path}: ' if path else ''}{STORAGE_ERRNOS[code]} ({errno.errorcode[code]}); nothing was recorded for the work in "
                 "progress"
             )
         error = error.__cause__ or error.__context__

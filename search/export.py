@@ -17,7 +17,7 @@ from search import runs
 from search.config import SearchConfig, dump_yaml, read_yaml, validate
 from search.errors import UserError
 
-PACKAGES = ("ktsearch", "tensorflow", "keras", "keras-tuner")
+PACKAGES = ("ktsearch", "tensorflow", "keras", "keras-tuner", "ai-edge-litert")
 
 
 def versions() -> dict[str, str]:

@@ -115,7 +115,7 @@ PROSE = {
         "`provenance` (run, trial id, objective, score, best epoch, the trial it continued, seed, the search's "
         "algorithm and trial counts, `ranking`: `search` or `finalists`, with `finalists` the seeds, the rule, "
         "every finalist's mean, sd and 95% interval and the verdict, time, and the versions of "
-        "Python, ktsearch, TensorFlow, Keras and KerasTuner). `train` validates it like a config (every "
+        "Python, ktsearch, TensorFlow, Keras, KerasTuner and ai-edge-litert). `train` validates it like a config (every "
         "hyperparameter must be fixed), builds the model with `HyperModel.build(hp)` on those fixed values (the "
         "search's code path), and trains on the same splits. `configs/seed_recipe.yaml` is such a file written "
         "by hand; `ktsearch validate` checks an export too."

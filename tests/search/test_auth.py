@@ -15,7 +15,7 @@ from search import auth
 from search.auth import Security
 from search.errors import UserError
 from tests.conftest import QUIET_ENV, ROOT, _free_port, run_cli, tree_state
-from tests.search.test_distributed import Proc, _completed_by, _config
+from tests.search.test_distributed import Proc, _config, finish_two_workers
 from tests.tls import make_certificates
 
 
@@ -159,17 +159,7 @@ def test_a_tls_chief_refuses_every_call_without_its_secret_and_serves_workers_th
 
     # Two workers that trust the chief's CA (the secret from the shared run directory) finish the search.
     workers = {w: Proc(workdir, *worker, w, "--tls-ca", str(certs["ca.pem"]), "--threads", "1") for w in ("w1", "w2")}
-    for proc in workers.values():
-        assert proc.finish() == 0, proc.text()
-    assert chief.finish() == 0, chief.text()
-    import json
-
-    summary = json.loads((run / "summary.json").read_text())
-    ids = [t["trial_id"] for t in summary["trials"]]
-    assert ids and all(t["status"] == "COMPLETED" for t in summary["trials"])
-    by_worker = [_completed_by(workers[w]) for w in ("w1", "w2")]
-    assert sorted(by_worker[0] + by_worker[1]) == sorted(ids)  # every trial once, on one of them
-    assert all(by_worker)
+    finish_two_workers(workdir, chief, workers)  # every trial completed exactly once, both workers worked
 
 
 @pytest.mark.slow

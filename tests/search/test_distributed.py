@@ -125,6 +125,13 @@ def run_with_two_workers(workdir: Path, config: str) -> tuple[Proc, dict, dict]:
     """A chief and workers w1, w2 to the end: (chief, {worker: trial ids it completed}, summary),
     having checked that every trial ran exactly once, completed, and both workers worked."""
     chief, workers = _start(workdir, config, ["w1", "w2"])
+    ran, summary = finish_two_workers(workdir, chief, workers)
+    return chief, ran, summary
+
+
+def finish_two_workers(workdir: Path, chief: Proc, workers: dict[str, Proc]) -> tuple[dict, dict]:
+    """Wait for a started chief and workers w1, w2 to end: ({worker: trial ids it completed}, summary),
+    having checked that every trial ran exactly once, completed, and both workers worked."""
     assert chief.finish() == 0, chief.text()
     for proc in workers.values():
         assert proc.finish() == 0, proc.text()
@@ -135,7 +142,7 @@ def run_with_two_workers(workdir: Path, config: str) -> tuple[Proc, dict, dict]:
     assert set(every) == {t["trial_id"] for t in summary["trials"]}  # and every trial ran
     assert all(t["status"] == "COMPLETED" for t in summary["trials"])
     assert ran["w1"] and ran["w2"]  # both workers worked
-    return chief, ran, summary
+    return ran, summary
 
 
 @pytest.mark.slow
