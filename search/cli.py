@@ -201,6 +201,7 @@ class Export:
     def run(args) -> int:
         from search.export import write_export
 
+        _warn_damaged(args.run_dir)
         path, note = write_export(args.run_dir, args.output, args.ranking)
         print(f"wrote {path}\n{note}\ntrain it: {PROG} train {path}")
         return 0
@@ -268,6 +269,7 @@ class Report:
     def run(args) -> int:
         from search.report import report
 
+        _warn_damaged(args.run_dir)
         path = report(args.run_dir, args.format, args.output)
         if path is not None:
             print(f"wrote {path}")
@@ -487,6 +489,13 @@ class Simulate:
             simulate.plot(result, png)
             print(f"wrote {md}, {js.name}, {png.name}")
         return 0
+
+
+def _warn_damaged(run_dir: str) -> None:
+    """A line on stderr per damaged file of the run (`search.integrity`): what it costs, what to do."""
+    from search import integrity
+
+    integrity.warn(run_dir, lambda line: print(line, file=sys.stderr))
 
 
 def _positive_list(text: str, flag: str) -> list[int]:

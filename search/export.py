@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from search import runs
-from search.config import SearchConfig, dump_yaml, read_yaml, validate
+from search import integrity, runs
+from search.config import SearchConfig, dump_yaml
 from search.errors import UserError
 
 PACKAGES = ("ktsearch", "tensorflow", "keras", "keras-tuner", "ai-edge-litert")
@@ -37,7 +37,7 @@ def load_run(run_dir: str | Path) -> SearchConfig:
         raise UserError(str(run_dir), "", "expected a run directory (results/<name>), not found")
     if not config_file.is_file():
         raise UserError(str(run_dir), "", f"not a ktsearch run directory (no {runs.CONFIG_FILE})")
-    return validate(read_yaml(config_file), str(config_file))
+    return integrity.saved_config(run_dir)[1]
 
 
 def fixed_hyperparameters(space, values: dict) -> dict:

@@ -27,7 +27,7 @@ import json
 import shutil
 from pathlib import Path
 
-from search import runs
+from search import integrity, runs
 from search.config import validate_export
 from search.errors import UserError
 from search.export import build_export, load_run
@@ -60,6 +60,7 @@ def finalize(
             raise UserError(flag, "", f"expected an integer in [1, 1000], got {value!r}")
     run_dir = Path(run_dir)
     config = load_run(run_dir)
+    integrity.warn(run_dir, log)
     chosen = distinct_top(runs.read_trials(run_dir), config.tuner.objective, top)
     if not chosen:
         raise UserError(str(run_dir), "", "has no completed trial yet, so there is nothing to finalize")
@@ -69,7 +70,15 @@ def finalize(
     from search.lock import run_lock
 
     with run_lock(run_dir):  # one tune or finalize at a time writes into a run
-        results = runs.read_json(out / RESULTS_FILE) or {}
+        results, problem = runs.load_json(out / RESULTS_FILE)
+        if problem or (results is not None and not isinstance(results, dict)):
+            kept = integrity.set_aside(out / RESULTS_FILE)
+            log(
+                f"warning: {out / RESULTS_FILE} is damaged ({problem or 'expected a JSON object'}): "
+                f"its trainings are run again; the damaged file is {kept.name}"
+            )
+            results = None
+        results = results or {}
         todo = [(t, s) for t in chosen for s in seed_list if key(t["trial_id"], s) not in results]
         done = len(chosen) * seeds - len(todo)
         log(

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from search import runs
-from search.config import SearchConfig, read_yaml, validate
+from search import integrity, runs
+from search.config import SearchConfig
 from search.errors import UserError
 from search.plan import budget_summary
 
@@ -45,7 +45,7 @@ def load_run(run_dir: str | Path) -> tuple[SearchConfig, list[dict]]:
     config_file = run_dir / runs.CONFIG_FILE
     if not config_file.is_file():
         raise UserError(str(run_dir), "", "expected a run directory with config.yaml (written by ktsearch tune)")
-    return validate(read_yaml(config_file), str(config_file)), runs.read_trials(run_dir)
+    return integrity.saved_config(run_dir)[1], runs.read_trials(run_dir)
 
 
 def _record(trial: dict) -> dict:

@@ -77,20 +77,114 @@ def split_values(values: dict) -> tuple[dict, dict]:
     return real, book
 
 
+def load_json(path: Path) -> tuple[object | None, str | None]:
+    """(data, None), (None, None) when the file does not exist, or (None, what is wrong with it)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    except IsADirectoryError:
+        return None, "a directory, not a file"
+    if not raw.strip():
+        return None, "empty"
+    try:
+        return json.loads(raw.decode("utf-8")), None
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except json.JSONDecodeError as e:
+        return None, f"truncated or not JSON: {e.msg} at line {e.lineno}, column {e.colno}"
+
+
+def json_shape(data: object, keys: tuple[str, ...]) -> str | None:
+    if not isinstance(data, dict):
+        return f"expected a JSON object, got {type(data).__name__}"
+    missing = [k for k in keys if k not in data]
+    return f"missing {', '.join(missing)}" if missing else None
+
+
+def trial_problem(data: object) -> str | None:
+    """What makes a parsed `trial.json` unusable by KerasTuner, or None."""
+    problem = json_shape(data, ("trial_id", "hyperparameters", "status", "metrics"))
+    if problem:
+        return problem
+    hps = data["hyperparameters"]
+    if not isinstance(hps, dict) or not isinstance(hps.get("values"), dict) or not isinstance(hps.get("space"), list):
+        return "expected hyperparameters with space and values"
+    if not isinstance(data["trial_id"], str) or not isinstance(data["status"], str):
+        return "expected a trial_id and a status"
+    return None
+
+
+def read_trial(path: Path) -> tuple[dict | None, str | None]:
+    """A `trial.json`: (state, None), (None, None) if missing, (None, problem) if damaged."""
+    data, problem = load_json(path)
+    if data is None:
+        return None, problem
+    problem = trial_problem(data)
+    return (None, problem) if problem else (data, None)
+
+
+def read_record(path: Path) -> tuple[dict | None, str | None]:
+    """An `epochs.json` (`search.records`): (record, None), (None, None) if missing, (None, problem)."""
+    data, problem = load_json(path)
+    if data is None:
+        return None, problem
+    problem = json_shape(data, ("trial_id", "best_epoch", "best_value"))
+    return (None, problem) if problem else (data, None)
+
+
+def record_from_trial(state: dict) -> dict:
+    """An `epochs.json` rebuilt from KerasTuner's `trial.json`: the epochs granted, the best epoch and its
+    metrics (KerasTuner keeps the best epoch's only, at `best_step` counted from the trial's first
+    epoch); the per-epoch history and timings are lost."""
+    _, book = split_values(state["hyperparameters"]["values"])
+    metrics = ((state.get("metrics") or {}).get("metrics")) or {}
+    best_step = state.get("best_step")
+    best = {}
+    for name, history in metrics.items():
+        for observation in (history or {}).get("observations") or []:
+            if observation.get("step") == best_step and observation.get("value"):
+                best[name] = float(observation["value"][-1])
+    initial = int(book.get("initial_epoch", 0) or 0)
+    total = book.get("epochs")
+    return {
+        "trial_id": state["trial_id"],
+        "bracket": book.get("bracket"),
+        "round": book.get("round"),
+        "continues": book.get("trial_id"),
+        "initial_epoch": initial,
+        "epochs_granted": None if total is None else int(total) - initial,
+        "epochs_run": None,
+        "stopped_early": None,
+        "best_epoch": initial + best_step if state.get("score") is not None and best_step is not None else None,
+        "best_value": state.get("score"),
+        "best_metrics": best or None,
+        "diverged": None,
+        "history": {},
+        "seconds": None,
+        "epoch_seconds": None,
+        "rebuilt_from": "trial.json",
+    }
+
+
 def read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # missing or damaged: `search.integrity` tells which
 
 
 def read_trials(run_dir: str | os.PathLike) -> list[dict]:
-    """Every trial of a run, in trial-id order, joined with ktsearch's epoch record."""
+    """Every trial of a run, in trial-id order, joined with ktsearch's epoch record (rebuilt from
+    `trial.json` when `epochs.json` is damaged; a damaged `trial.json` leaves its trial out)."""
     trials = []
     for trial_dir in sorted((Path(run_dir) / TUNER_DIR).glob("trial_*")):
-        state = read_json(trial_dir / "trial.json")
-        if state is None:
+        state, _ = read_trial(trial_dir / "trial.json")
+        if state is None:  # not written yet, or damaged (`search.integrity.scan` names it)
             continue
+        record, damaged = read_record(trial_dir / RECORD_FILE)
+        if damaged:
+            record = record_from_trial(state)
         real, book = split_values(state["hyperparameters"]["values"])
         trials.append(
             {
@@ -100,7 +194,7 @@ def read_trials(run_dir: str | os.PathLike) -> list[dict]:
                 "hyperparameters": real,
                 "tuner": book,
                 "message": state.get("message"),
-                "record": read_json(trial_dir / RECORD_FILE),
+                "record": record,
             }
         )
     return trials

@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-from search import runs
+from search import integrity, runs
 from search.distributed import IDLE_WAIT
 from search.errors import UserError
 from search.runtime import cpu_model
@@ -151,7 +151,11 @@ def table_from_run(run_dir: Path) -> CurveTable:
     )
     if t.algorithm not in ("random", "bayesian") or es.patience < t.max_epochs:
         raise UserError(str(run_dir), "tuner.algorithm", f"expected {how}; got {t.algorithm}, patience {es.patience}")
-    oracle = json.loads(oracle_file.read_text())
+    oracle, problem = integrity.read_oracle(oracle_file)
+    if problem:
+        raise UserError(
+            str(oracle_file), "", f"is damaged ({problem}); resuming the run rebuilds it: ktsearch tune {config_file}"
+        )
     timeline = (oracle.get("ktsearch_budget") or {}).get("timeline") or {}
     curves, overheads, traces = [], [], []
     for trial in runs.read_trials(run_dir):

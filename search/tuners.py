@@ -17,6 +17,7 @@ KerasTuner's private steps are reached only through `hypermodels.private_api.Tun
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 
@@ -24,7 +25,7 @@ import keras
 import keras_tuner as kt
 
 from hypermodels import private_api
-from search import algorithms, distributed, oracles, runs
+from search import algorithms, distributed, integrity, oracles, runs
 from search import tensorboard as tb
 from search.checkpoints import CheckpointRetention
 from search.context import SearchRun
@@ -104,9 +105,19 @@ class RecordingTuner(private_api.TunerHooks):
         _, book = runs.split_values(trial.hyperparameters.values)
         initial = int(book.get("initial_epoch", 0))
         total = int(book.get("epochs", kwargs.get("epochs", 1)))
+        run_as = trial
+        if book.get("trial_id") is not None:  # a Hyperband continuation starts from its parent's checkpoint
+            path = self.checkpoint_path(book["trial_id"])
+            problem = integrity.checkpoint_problem(path)
+            if problem is not None:
+                self.run.log(
+                    f"warning: trial {trial.trial_id}: the checkpoint of trial {book['trial_id']} it continues "
+                    f"({path}) is {problem}: training it from scratch for all {total} epochs instead"
+                )
+                run_as, initial = from_scratch(trial), 0
         self._in_trial = True
         try:
-            histories = super().run_trial(trial, *args, **kwargs)
+            histories = super().run_trial(run_as, *args, **kwargs)
         except Exception as e:
             problem = data_file_problem(self.run.splits, e)
             if problem is not None:  # not the trial's fault: stop the search, naming the file
@@ -174,6 +185,16 @@ class RecordingTuner(private_api.TunerHooks):
         if final.status == "COMPLETED":
             self.completed.append(trial.trial_id)
         self.reporter.trial_ended(trial.trial_id, line)
+
+
+def from_scratch(trial):
+    """A copy of a Hyperband continuation that trains from epoch 0 instead of its parent's checkpoint
+    (the oracle's trial keeps its values: the search goes on as planned)."""
+    clone = copy.copy(trial)
+    clone.hyperparameters = trial.hyperparameters.copy()
+    values = {k: v for k, v in trial.hyperparameters.values.items() if k != "tuner/trial_id"}
+    clone.hyperparameters.values = values | {"tuner/initial_epoch": 0}
+    return clone
 
 
 class StorageFault(kt.errors.FatalError):
@@ -274,6 +295,10 @@ def build_tuner(run: SearchRun, hypermodel):
     objective = kt.Objective(t.objective, runs.direction(t.objective))
     oracle = algorithms.make_oracle(t, objective, oracle_seed(run.config.seed))
     cls = SingleRunTuner if t.algorithm in ("random", "bayesian") else BracketTuner
+    if run.mode == "resume" and run.role.kind != "worker":  # the chief or a single process reloads the project
+        from search.repair import repair
+
+        repair(run, hypermodel)  # damaged oracle.json, trial.json, epochs.json: rebuilt, or refused by name
     return cls(
         oracle=oracle,
         hypermodel=hypermodel,

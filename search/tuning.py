@@ -7,9 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from search import distributed, runs
+from search import distributed, integrity, runs
 from search.config import SearchConfig, dump_yaml, load_config, parse_overrides
 from search.context import SearchRun
 from search.distributed import Role
@@ -57,7 +55,9 @@ def check_run_dir(config: SearchConfig, overwrite: bool) -> str:
         return "new"
     if overwrite:
         return "overwrite"
-    saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}
+    saved, _ = integrity.saved_config(
+        run_dir, "restore it from a copy, or start the run over with --overwrite (its results are deleted)"
+    )
     diff = _first_difference(_comparable(saved), _comparable(config.to_dict()))
     if diff:
         key, old, new = diff
@@ -224,7 +224,7 @@ def _work(cfg: SearchConfig, role: Role, log: Callable[[str], None], threads: in
             f"expected the chief's run directory here (the chief at {role.address} serves a run; workers need "
             "the same results directory, shared, at the same path, and the same --name)",
         )
-    saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}
+    saved, _ = integrity.saved_config(cfg.run_dir, "restore it from a copy on the chief's side")
     diff = _first_difference(_comparable(saved), _comparable(cfg.to_dict()))
     if diff:
         key, old, new = diff

@@ -82,7 +82,15 @@ def _run_with_one_trial(path: Path) -> None:
     _run_without_trials(path)
     trial = path / "tuner" / "trial_0000"
     trial.mkdir(parents=True)
-    state = {"trial_id": "0000", "status": "COMPLETED", "score": 0.5, "hyperparameters": {"values": {}}}
+    state = {
+        "trial_id": "0000",
+        "status": "COMPLETED",
+        "score": 0.5,
+        "best_step": 0,
+        "message": None,
+        "metrics": {"metrics": {}},
+        "hyperparameters": {"space": [], "values": {}},
+    }
     (trial / "trial.json").write_text(json.dumps(state))
 
 
