@@ -188,8 +188,18 @@ def channel(security: Security, address: str):
     import grpc
 
     if security.tls_ca:
-        return grpc.secure_channel(address, grpc.ssl_channel_credentials(_readable(security.tls_ca, "--tls-ca")))
-    return grpc.insecure_channel(address)
+        credentials = grpc.ssl_channel_credentials(_readable(security.tls_ca, "--tls-ca"))
+        return grpc.secure_channel(address, credentials, options=RECONNECT)
+    return grpc.insecure_channel(address, options=RECONNECT)
+
+
+# gRPC backs off between reconnects up to 120 s by default: a worker whose chief restarted a few
+# times would wait minutes after it came back. A reconnect at least every second instead.
+RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 def interceptor(secret: str | None, refused):

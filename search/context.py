@@ -27,6 +27,7 @@ class SearchRun:
         splits: the data splits (`search.data.Splits` or `search.streaming.StreamedSplits`).
         strategy: the tf.distribute strategy each trial trains under (None: one device).
         keras_verbose: Keras's own per-epoch output in each trial (0 off, 2 a line per epoch).
+        train_for: seed -> a fresh train pipeline (`search.data.seeded_datasets`): each trial gets its own.
     """
 
     config: SearchConfig
@@ -39,6 +40,7 @@ class SearchRun:
     splits: Any = None
     strategy: Any = None
     keras_verbose: int = 0
+    train_for: Callable[[int], Any] | None = None
 
     @property
     def run_dir(self) -> Path:

@@ -262,31 +262,44 @@ def to_datasets(splits, batch_size: int, seed: int, cache_dir: Path | None = Non
     training and validation images together (`train --full-data`); the validation one is None.
     The split itself never changes: the test images stay held out.
     """
+    train_for, val, test = seeded_datasets(splits, batch_size, cache_dir, log, full_data)
+    return train_for(seed), val, test
+
+
+def seeded_datasets(splits, batch_size: int, cache_dir: Path | None = None, log=print, full_data: bool = False):
+    """`to_datasets`, with the train pipeline as a function of its shuffling seed: (seed -> train, validation, test).
+
+    Each call builds a fresh train pipeline (over the same tensors or cache), whose epochs follow
+    from that seed alone. A search gives every trial its own (`search.tuners`), so a trial reads
+    the same batches whichever process runs it and whatever ran there before: a trial re-run
+    after a kill, or on another worker, computes what the first attempt would have.
+    """
     if not isinstance(splits, Splits):
         from search import streaming
 
-        return streaming.pipelines(splits, batch_size, seed, cache_dir, log, full_data)
+        return streaming.pipelines(splits, batch_size, cache_dir, log, full_data)
     import tensorflow as tf
 
     from search.runtime import PREFETCH_BATCHES, tf_options
 
     options = tf_options()
 
-    def pipeline(x, y, shuffle):
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        if shuffle:
-            ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    def pipeline(base, shuffle_seed: int | None):
+        ds = base
+        if shuffle_seed is not None:
+            ds = ds.shuffle(int(ds.cardinality()), seed=shuffle_seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size)
-        if x.dtype != np.float32:  # uint8 sources: cast per batch, never held as floats
+        if base.element_spec[0].dtype != tf.float32:  # uint8 sources: cast per batch, never held as floats
             ds = ds.map(lambda images, labels: (tf.cast(images, tf.float32), labels))
         return ds.prefetch(PREFETCH_BATCHES).with_options(options)
 
     if full_data:
-        x = np.concatenate([splits.x_train, splits.x_val])
-        y = np.concatenate([splits.y_train, splits.y_val])
-        return pipeline(x, y, True), None, pipeline(splits.x_test, splits.y_test, False)
-    return (
-        pipeline(splits.x_train, splits.y_train, True),
-        pipeline(splits.x_val, splits.y_val, False),
-        pipeline(splits.x_test, splits.y_test, False),
-    )
+        train = tf.data.Dataset.from_tensor_slices(
+            (np.concatenate([splits.x_train, splits.x_val]), np.concatenate([splits.y_train, splits.y_val]))
+        )
+        val = None
+    else:
+        train = tf.data.Dataset.from_tensor_slices((splits.x_train, splits.y_train))
+        val = pipeline(tf.data.Dataset.from_tensor_slices((splits.x_val, splits.y_val)), None)
+    test = pipeline(tf.data.Dataset.from_tensor_slices((splits.x_test, splits.y_test)), None)
+    return (lambda seed: pipeline(train, seed)), val, test

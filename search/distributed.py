@@ -170,6 +170,18 @@ def _servicer_class():
         return trial
 
     @kt.synchronized
+    def give_back(oracle, worker: str, trial_id: str) -> bool:
+        """Undo KerasTuner's reload, which queued the trials running at a chief restart for retry: the
+        trial stays its worker's (False if it is not queued)."""
+        queue = private_api.retry_queue(oracle)
+        if trial_id not in queue or trial_id not in oracle.trials or oracle.trials[trial_id].status != "RUNNING":
+            return False
+        queue.remove(trial_id)
+        oracle.ongoing_trials[worker] = oracle.trials[trial_id]
+        oracle.tuner_ids.add(worker)
+        return True
+
+    @kt.synchronized
     def finished(oracle) -> bool:
         return not oracle.ongoing_trials and not oracle.tuner_ids
 
@@ -277,6 +289,19 @@ def _servicer_class():
                             f"trial {trial.trial_id} goes back to the queue"
                         )
 
+        def keep_running(self, ongoing: dict[str, str]) -> list[str]:
+            """After a chief restart: each trial a worker was running stays that worker's, so a worker that
+            kept running reports it as if nothing happened, and one silent for the timeout loses it (`reap`).
+            Returns "trial (worker)" for each."""
+            kept = []
+            with self.lock:
+                for worker, trial_id in ongoing.items():
+                    if give_back(self.oracle, worker, trial_id):
+                        self.owner[trial_id] = worker
+                        self.seen[worker] = time.monotonic()  # its timeout counts from the restart
+                        kept.append(f"{trial_id} ({worker})")
+            return kept
+
         def done(self) -> bool:
             with self.lock:
                 stopped = private_api.servicer_stopped(self) or self.failure_limit is not None
@@ -293,13 +318,21 @@ def serve(tuner, role: Role, log: Callable[[str], None], timeout: float, start_w
 
     from hypermodels import private_api
 
-    tuner.save()
     tuner.oracle.verbose = 0  # KerasTuner's per-trial tables; the chief logs a line per event instead
     run_dir = Path(tuner.project_dir).parent
     marker = run_dir / CHIEF_FILE
     security = role.security
     secret = auth.chief_secret(security, run_dir)
     servicer = _servicer_class()(tuner.oracle, log, timeout, tuner.reporter.trial_ended)
+    if (runs.read_json(marker) or {}).get("state") == "serving":  # this chief is back after a crash or kill
+        before = runs.read_json(Path(tuner.project_dir) / "oracle.json") or {}
+        kept = servicer.keep_running(before.get("ongoing_trials") or {})
+        if kept:
+            log(
+                f"chief: restarted; trials {', '.join(kept)} stay with their workers (a worker silent for "
+                f"{timeout:g} s loses its trial to the queue)"
+            )
+    tuner.save()
     interceptor = auth.interceptor(secret, _refusal_log(log))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[interceptor])  # calls serialise
     private_api.protos().service_grpc.add_OracleServicer_to_server(servicer, server)

@@ -38,3 +38,17 @@ def _finish_ending(oracle, trial_id: str) -> None:
         if ongoing.trial_id == trial_id:  # not ongoing: a resume must not re-run it
             del oracle.ongoing_trials[tuner_id]
     oracle.save()
+
+
+def forget_finished_retries(oracle) -> list[str]:
+    """Drop the trials that already ended from the retry queue of a reloaded oracle; returns their ids.
+
+    KerasTuner's `Oracle.end_trial` saves `oracle.json` before it removes the trial from the ongoing
+    ones, so a kill just after a trial ended leaves it "ongoing" on disk, and `Oracle.reload` queues
+    every ongoing trial to run again: the finished trial would be trained a second time (and ended
+    twice). A trial that ended COMPLETED or FAILED is done; INVALID ones keep KerasTuner's retries.
+    """
+    queue = private_api.retry_queue(oracle)
+    done = [t for t in queue if t in oracle.trials and oracle.trials[t].status in ("COMPLETED", "FAILED")]
+    queue[:] = [t for t in queue if t not in done]
+    return done

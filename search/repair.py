@@ -132,7 +132,11 @@ def replay(config, hypermodel, recorded: dict, records: dict) -> tuple[dict, dic
                 oracles.end_trial(oracle, trial)
             except FailureLimitReached:
                 pass  # the resumed search stops the same way
-        return oracle.get_state(), rebuilt
+        state = oracle.get_state()
+    # The trials left running are nobody's: queued, as KerasTuner's reload queues a project's running trials.
+    state["retry_queue"] += [trial_id for trial_id in state["ongoing_trials"].values()]
+    state["ongoing_trials"] = {}
+    return state, rebuilt
 
 
 def _take_result(trial, state: dict | None, record: dict | None) -> bool:

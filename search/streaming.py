@@ -403,24 +403,23 @@ def _mb(n: int) -> str:
 # -- pipelines --------------------------------------------------------------------------------
 
 
-def pipelines(
-    splits: StreamedSplits, batch_size: int, seed: int, cache_dir: Path | None, log=print, full_data: bool = False
-):
-    """(train, validation, test) tf.data pipelines of float32 0-255 batches; the train one reshuffles every epoch.
+def pipelines(splits: StreamedSplits, batch_size: int, cache_dir: Path | None, log=print, full_data: bool = False):
+    """(seed -> train, validation, test): tf.data pipelines of float32 0-255 batches; the train one
+    reshuffles every epoch from the seed it is built with (`search.data.seeded_datasets`).
 
     `full_data`: the train pipeline draws from the training and validation images together (from
     the same cache: nothing is decoded again) and the validation one is None.
     """
     mode = fill_cache(splits, cache_dir, log)
     if mode != "none":
-        build = lambda names, shuffle: _cached_pipeline(splits, names, batch_size, seed, shuffle)  # noqa: E731
+        build = lambda names, shuffle, seed: _cached_pipeline(splits, names, batch_size, seed, shuffle)  # noqa: E731
     elif splits.listing.paths is not None:
-        build = lambda names, shuffle: _file_pipeline(splits, names, batch_size, seed, shuffle)  # noqa: E731
+        build = lambda names, shuffle, seed: _file_pipeline(splits, names, batch_size, seed, shuffle)  # noqa: E731
     else:
-        build = lambda names, shuffle: _tfrecord_pipeline(splits, names, batch_size, seed, shuffle)  # noqa: E731
-    if full_data:
-        return build(("train", "validation"), True), None, build(("test",), False)
-    return build(("train",), True), build(("validation",), False), build(("test",), False)
+        build = lambda names, shuffle, seed: _tfrecord_pipeline(splits, names, batch_size, seed, shuffle)  # noqa: E731
+    train = ("train", "validation") if full_data else ("train",)
+    val = None if full_data else build(("validation",), False, 0)
+    return (lambda seed: build(train, True, seed)), val, build(("test",), False, 0)
 
 
 def _positions(n: int, seed: int, shuffle: bool):

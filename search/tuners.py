@@ -115,6 +115,10 @@ class RecordingTuner(private_api.TunerHooks):
                     f"({path}) is {problem}: training it from scratch for all {total} epochs instead"
                 )
                 run_as, initial = from_scratch(trial), 0
+        if self.run.train_for is not None and args:
+            # A fresh pipeline with the run's seed: every trial reads the same batches in the same order,
+            # whichever process runs it and whatever ran there before (a resume, another worker).
+            args = (self.run.train_for(self.run.config.seed), *args[1:])
         self._in_trial = True
         try:
             histories = super().run_trial(run_as, *args, **kwargs)
@@ -299,7 +303,7 @@ def build_tuner(run: SearchRun, hypermodel):
         from search.repair import repair
 
         repair(run, hypermodel)  # damaged oracle.json, trial.json, epochs.json: rebuilt, or refused by name
-    return cls(
+    tuner = cls(
         oracle=oracle,
         hypermodel=hypermodel,
         directory=str(run.run_dir),
@@ -308,6 +312,9 @@ def build_tuner(run: SearchRun, hypermodel):
         distribution_strategy=run.strategy,
         run=run,
     )
+    if run.mode == "resume" and run.role.kind != "worker":
+        oracles.forget_finished_retries(tuner.oracle)
+    return tuner
 
 
 def search_callbacks(config) -> list:

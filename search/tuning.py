@@ -257,7 +257,8 @@ def _search(run: SearchRun, splits):
     run.splits = splits
     if run.role.kind != "chief":  # the chief trains nothing: it never decodes or caches the data
         cache_dir = cfg.run_dir / runs.DATA_CACHE_DIR
-        train_ds, val_ds, _ = data.to_datasets(splits, cfg.data.batch_size, cfg.seed, cache_dir, run.log)
+        run.train_for, val_ds, _ = data.seeded_datasets(splits, cfg.data.batch_size, cache_dir, run.log)
+        train_ds = run.train_for(cfg.seed)  # each trial reads a fresh one (`tuners.RecordingTuner`)
     hypermodel = build_hypermodel(cfg, splits.input_shape, splits.num_classes)
     run.samples = splits.samples(SAMPLE_IMAGES)  # the same images in every trial's augmentation grid
     if run.mode != "resume":  # one experiment config per run; a resumed run keeps its own

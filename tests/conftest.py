@@ -115,3 +115,16 @@ def tensorboard_server(logdir: Path):
         yield server
     finally:
         server.stop()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--soak", action="store_true", help="also run the kill soak (tests marked soak; minutes)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--soak"):
+        return
+    skip = pytest.mark.skip(reason="kill soak: run with pytest --soak tests/search/test_soak.py")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)

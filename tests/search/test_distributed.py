@@ -205,6 +205,27 @@ def test_a_killed_worker_restarted_with_its_id_takes_its_trial_back(workdir):
 
 
 @pytest.mark.slow
+def test_a_chief_killed_while_workers_run_leaves_their_trials_with_them(workdir):
+    config = _config(workdir, worker_timeout=600)
+    raw = yaml.safe_load((workdir / config).read_text())
+    raw["tuner"] = {"algorithm": "random", "max_trials": 12, "max_epochs": 3, "objective": "val_accuracy"}
+    (workdir / config).write_text(yaml.safe_dump(raw))
+    chief, workers = _start(workdir, config, ["w1", "w2"])
+    held = {w: chief.wait_for(f"-> {w}").split()[1] for w in ("w1", "w2")}
+    address = re.search(r"serving the oracle on (\S+);", chief.wait_for("serving the oracle on")).group(1)
+    chief.p.send_signal(signal.SIGKILL)  # while both workers train
+    chief.finish()
+    again = Proc(workdir, "tune", config, "--chief", "--bind", address, "--threads", "1")
+    kept = again.wait_for("stay with their workers")
+    for worker, trial_id in held.items():
+        assert f"{trial_id} ({worker})" in kept or f"trial {trial_id} " in chief.text()  # kept, or ended before
+    ran, summary = finish_two_workers(workdir, again, workers)
+    assert len(summary["trials"]) == 12
+    for proc in workers.values():  # no attempt was lost to the restart, nothing ran twice
+        assert "handed to another worker" not in proc.text()
+
+
+@pytest.mark.slow
 def test_a_paused_worker_reporting_late_is_fenced_off(workdir):
     # 24 trials, so that w2 is still busy when w1 resumes (with 12, a fast CPU ended the search first)
     config = _config(workdir, iterations=4, worker_timeout=3)

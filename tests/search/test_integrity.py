@@ -11,7 +11,6 @@ from search import integrity, runs
 from tests.conftest import ROOT, run_cli, tree_state
 
 FAULTS = ROOT / "tests" / "faults"
-pytestmark = pytest.mark.slow
 
 
 def _copy(smoke_run: Path, tmp_path: Path) -> Path:
@@ -32,6 +31,7 @@ def _state(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.slow
 def test_damaged_oracle_trial_record_and_tuner_files_are_rebuilt_when_the_search_resumes(smoke_run, tmp_path):
     run = _copy(smoke_run, tmp_path)
     tuner = run / "tuner"
@@ -74,6 +74,7 @@ def test_damaged_oracle_trial_record_and_tuner_files_are_rebuilt_when_the_search
     assert summary["best_trial"] == _state(smoke_run / "summary.json")["best_trial"]
 
 
+@pytest.mark.slow
 def test_report_and_export_name_damaged_files_and_go_on_without_writing_to_them(smoke_run, tmp_path):
     run = _copy(smoke_run, tmp_path)
     _truncate(run / "tuner" / "trial_0001" / "trial.json")
@@ -95,6 +96,7 @@ def test_report_and_export_name_damaged_files_and_go_on_without_writing_to_them(
     assert tree_state(run / "tuner") == tuner_files  # read-only commands repair nothing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", [b"name: digits-smoke\nseed: 1\ndata: {source: dig", b"\xff\xfe\x00", b""])
 def test_a_damaged_config_yaml_is_refused_by_name_with_what_to_do(smoke_run, tmp_path, content):
     run = _copy(smoke_run, tmp_path)
@@ -115,6 +117,7 @@ def test_a_damaged_config_yaml_is_refused_by_name_with_what_to_do(smoke_run, tmp
     assert tree_state(tmp_path) == state
 
 
+@pytest.mark.slow
 def test_an_oracle_that_cannot_be_replayed_is_refused_and_nothing_is_renamed(smoke_run, tmp_path):
     run = _copy(smoke_run, tmp_path)
     tuner = run / "tuner"
@@ -135,6 +138,7 @@ def test_an_oracle_that_cannot_be_replayed_is_refused_and_nothing_is_renamed(smo
     assert tree_state(run) == state  # nothing renamed or written (the lock comes and goes beside the run)
 
 
+@pytest.mark.slow
 def test_a_continuation_whose_parent_checkpoint_is_damaged_trains_from_scratch(workdir):
     # Stop the search deterministically when trial 0003 (which continues 0000) writes its record.
     env = {"PYTHONPATH": f"{FAULTS}:{ROOT}", "KTSEARCH_FAULT_PATH": "*/trial_0003/epochs.json"}
@@ -157,6 +161,7 @@ def test_a_continuation_whose_parent_checkpoint_is_damaged_trains_from_scratch(w
     assert statuses == ["COMPLETED"] * 6
 
 
+@pytest.mark.slow
 def test_a_damaged_finalize_record_is_set_aside_and_its_trainings_run_again(smoke_run, tmp_path):
     run = _copy(smoke_run, tmp_path)
     first = run_cli("finalize", str(run), "--top", "1", "--seeds", "1", cwd=tmp_path)
@@ -178,3 +183,34 @@ def test_load_json_tells_missing_from_damaged(tmp_path):
         assert (problem is None) == (expected is None) and (expected is None or expected in problem)
     path.write_text("[]")
     assert runs.read_trial(path)[1] == "expected a JSON object, got list"
+
+
+def test_a_trial_that_ended_just_before_a_kill_is_not_run_again(tmp_path):
+    """KerasTuner saves oracle.json inside end_trial before it drops the trial from the ongoing ones:
+    on disk, a trial that just ended can still be ongoing, and a reload would queue it to run again."""
+    import keras_tuner as kt
+
+    from hypermodels import private_api
+    from search.oracles import forget_finished_retries
+
+    def oracle():
+        o = kt.oracles.RandomSearchOracle(objective=kt.Objective("score", "max"), max_trials=5, seed=1)
+        private_api.attach_project(o, str(tmp_path), "project")
+        hp = kt.HyperParameters()
+        hp.Float("x", 0, 1)
+        o.update_space(hp)
+        return o
+
+    first = oracle()
+    ended, running = first.create_trial("w1"), first.create_trial("w2")
+    first.update_trial(ended.trial_id, {"score": 0.5})
+    ended.status = "COMPLETED"
+    first.end_trial(ended)
+    first.ongoing_trials["w1"] = ended  # the file as KerasTuner's end_trial left it, before its pop
+    first.save()
+
+    again = oracle()
+    again.reload()
+    assert sorted(private_api.retry_queue(again)) == sorted([ended.trial_id, running.trial_id])  # KerasTuner's
+    assert forget_finished_retries(again) == [ended.trial_id]
+    assert private_api.retry_queue(again) == [running.trial_id]  # the interrupted one still re-runs

@@ -35,11 +35,12 @@ def _wait_for(proc: subprocess.Popen, prefix: str, timeout: float = 120) -> str:
 
 
 def _outcome(run_dir: Path) -> dict:
-    """{trial id: (status, hyperparameter values)}: what a search decided, independent of timing."""
+    """{trial id: (status, hyperparameter values, score)}: what a search decided and found, independent
+    of timing (a trial reads the same batches with the same seeds in whichever process runs it)."""
     out = {}
     for path in (run_dir / "tuner").glob("trial_*/trial.json"):
         state = json.loads(path.read_text())
-        out[state["trial_id"]] = (state["status"], state["hyperparameters"]["values"])
+        out[state["trial_id"]] = (state["status"], state["hyperparameters"]["values"], state["score"])
     return out
 
 
@@ -68,13 +69,13 @@ def test_kill_9_then_rerun_resumes_to_the_same_search(workdir, baseline, wait_fo
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(30)
     run_dir = workdir / "results" / "k"
-    before = {t: s for t, (s, _) in _outcome(run_dir).items() if s == "COMPLETED"}
+    before = {t: s for t, (s, _, _) in _outcome(run_dir).items() if s == "COMPLETED"}
 
     resumed = run_cli(*ARGS, "--name", "k", cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming run" in resumed.stdout
     after = _outcome(run_dir)
-    assert after == baseline  # same trials, same configurations, all completed once
+    assert after == baseline  # same trials, configurations and scores, all completed once
     # Completed trials were kept, not re-run: the resumed run printed no line for them.
     for trial_id in before:
         assert f"trial {trial_id} " not in resumed.stdout
@@ -128,8 +129,8 @@ def test_keep_checkpoints_keeps_only_the_best_and_never_breaks_a_continuation(wo
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_dir = workdir / "results" / "kc"
     outcome = _outcome(run_dir)
-    continuations = [t for t, (_, values) in outcome.items() if "tuner/trial_id" in values]
-    assert continuations and all(status == "COMPLETED" for status, _ in outcome.values())
+    continuations = [t for t, (_, values, _) in outcome.items() if "tuner/trial_id" in values]
+    assert continuations and all(status == "COMPLETED" for status, _, _ in outcome.values())
     summary = json.loads((run_dir / "summary.json").read_text())
     kept = {p.parent.name for p in (run_dir / "tuner").glob("trial_*/checkpoint.weights.h5")}
     assert kept == {f"trial_{summary['best_trial']}"}
