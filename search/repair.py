@@ -88,8 +88,9 @@ def _rebuild_by_replay(run, hypermodel, damage: list, broken_trials: set[Path]) 
         run.log(
             f"warning: {path} was damaged: rebuilt by replaying the search ({how}); the damaged file is {kept.name}"
         )
-    if old is None:
-        problem = next(d.problem for d in damage if d.path == oracle_file)
+    damaged_oracle = next((d for d in damage if d.path == oracle_file), None)
+    if damaged_oracle is not None:
+        problem = damaged_oracle.problem
         kept = integrity.set_aside(oracle_file)
         run.log(
             f"warning: {oracle_file} is damaged ({problem}): rebuilt by replaying the {len(recorded)} recorded "
