@@ -29,7 +29,6 @@ from search import runs
 DAMAGED_SUFFIX = ".damaged"
 ORACLE_FILE = "oracle.json"
 TRIAL_FILE = "trial.json"
-CHECKPOINT_FILE = "checkpoint.weights.h5"
 # What KerasTuner's `Oracle.set_state` reads (keras_tuner/src/engine/oracle.py, 1.4.8).
 ORACLE_KEYS = (
     "ongoing_trials",
