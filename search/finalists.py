@@ -173,4 +173,5 @@ def table(summary: dict) -> list[str]:
 
 
 def read_summary(run_dir: str | Path) -> dict | None:
-    return runs.read_json(Path(run_dir) / FINALIZE_DIR / SUMMARY_FILE)
+    data, _ = runs.load_json(Path(run_dir) / FINALIZE_DIR / SUMMARY_FILE)
+    return data if isinstance(data, dict) else None  # missing or damaged (`search.integrity` names it)

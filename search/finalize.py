@@ -60,7 +60,7 @@ def finalize(
             raise UserError(flag, "", f"expected an integer in [1, 1000], got {value!r}")
     run_dir = Path(run_dir)
     config = load_run(run_dir)
-    integrity.warn(run_dir, log)
+    integrity.warn(run_dir, log, finalize=False)  # its own files: set aside below, and said
     chosen = distinct_top(runs.read_trials(run_dir), config.tuner.objective, top)
     if not chosen:
         raise UserError(str(run_dir), "", "has no completed trial yet, so there is nothing to finalize")

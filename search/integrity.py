@@ -82,11 +82,19 @@ def checkpoint_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
-def scan(run_dir: str | os.PathLike) -> list[Damage]:
+def scan(run_dir: str | os.PathLike, finalize: bool = False) -> list[Damage]:
     """Every damaged KerasTuner/ktsearch file of a search (`oracle.json`, the tuner's, `trial.json`s,
-    `epochs.json`s); checkpoints are checked where they are used."""
+    `epochs.json`s; with `finalize`, finalize's two files too); checkpoints are checked where they are used."""
+    from search.finalists import FINALIZE_DIR, RESULTS_FILE, SUMMARY_FILE
+
     tuner_dir = Path(run_dir) / runs.TUNER_DIR
     found = []
+    if finalize:
+        for name in (RESULTS_FILE, SUMMARY_FILE):
+            path = Path(run_dir) / FINALIZE_DIR / name
+            data, problem = runs.load_json(path)
+            if problem or (data is not None and not isinstance(data, dict)):
+                found.append(Damage(path, problem or "expected a JSON object"))
     for path in sorted(tuner_dir.glob("*.json")):
         _, problem = read_oracle(path) if path.name == ORACLE_FILE else runs.load_json(path)
         if problem:
@@ -108,6 +116,10 @@ def consequences(damage: list[Damage], run_dir: str | os.PathLike) -> list[str]:
             what = f"trial {d.path.parent.name.removeprefix('trial_')} is left out; `{resume}` rebuilds it"
         elif d.path.name == runs.RECORD_FILE:
             what = "its best epoch and metrics are read from trial.json (no per-epoch history)"
+        elif d.path.parent.name == "finalize" and d.path.name == "finalists.json":
+            what = f"export ranks by the search instead; `ktsearch finalize {run_dir}` rewrites it (no training)"
+        elif d.path.parent.name == "finalize":
+            what = f"`ktsearch finalize {run_dir}` sets it aside and runs its trainings again"
         else:
             what = f"not needed here; `{resume}` rebuilds it"
         lines.append(f"warning: {d.line()}: {what}")
@@ -139,7 +151,8 @@ def saved_config(run_dir: str | os.PathLike, hint: str = "restore it from a copy
         ) from None
 
 
-def warn(run_dir: str | os.PathLike, log) -> None:
-    """`log` a warning per damaged file of a run that `report`, `export` or `finalize` reads."""
-    for line in consequences(scan(run_dir), run_dir):
+def warn(run_dir: str | os.PathLike, log, finalize: bool = True) -> None:
+    """`log` a warning per damaged file of a run that `report`, `export` or `finalize` reads (`finalize`:
+    finalize's own files too; finalize itself says what it does with them)."""
+    for line in consequences(scan(run_dir, finalize), run_dir):
         log(line)

@@ -172,6 +172,12 @@ def test_a_damaged_finalize_record_is_set_aside_and_its_trainings_run_again(smok
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"{results} is damaged" in again.stdout and "run again" in again.stdout
     assert len(_state(results)) == 1 and results.with_name("results.json.damaged").exists()
+    finalists = run / "finalize" / "finalists.json"
+    finalists.write_text("[1, 2")  # export names it and falls back to the search's ranking
+    export = run_cli("export", str(run), cwd=tmp_path)
+    assert export.returncode == 0, export.stderr[-2000:]
+    assert f"{finalists} is damaged" in export.stderr and "export ranks by the search instead" in export.stderr
+    assert "ranking: the search's" in export.stdout
 
 
 def test_load_json_tells_missing_from_damaged(tmp_path):
