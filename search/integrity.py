@@ -109,6 +109,8 @@ def scan(run_dir: str | os.PathLike, finalize: bool = False) -> list[Damage]:
 
 def consequences(damage: list[Damage], run_dir: str | os.PathLike) -> list[str]:
     """For `report`/`export`/`finalize`: a line per damaged file saying what it costs and what to do."""
+    from search.finalists import FINALIZE_DIR, SUMMARY_FILE
+
     resume = f"ktsearch tune {Path(run_dir) / runs.CONFIG_FILE}"
     lines = []
     for d in damage:
@@ -116,9 +118,9 @@ def consequences(damage: list[Damage], run_dir: str | os.PathLike) -> list[str]:
             what = f"trial {d.path.parent.name.removeprefix('trial_')} is left out; `{resume}` rebuilds it"
         elif d.path.name == runs.RECORD_FILE:
             what = "its best epoch and metrics are read from trial.json (no per-epoch history)"
-        elif d.path.parent.name == "finalize" and d.path.name == "finalists.json":
+        elif d.path.parent.name == FINALIZE_DIR and d.path.name == SUMMARY_FILE:
             what = f"export ranks by the search instead; `ktsearch finalize {run_dir}` rewrites it (no training)"
-        elif d.path.parent.name == "finalize":
+        elif d.path.parent.name == FINALIZE_DIR:
             what = f"`ktsearch finalize {run_dir}` sets it aside and runs its trainings again"
         else:
             what = f"not needed here; `{resume}` rebuilds it"
