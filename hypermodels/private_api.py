@@ -43,6 +43,7 @@ REQUIRED = (
     ("keras_tuner.src.engine.oracle", "Oracle._duplicate"),
     ("keras_tuner.src.engine.oracle", "Oracle._compute_values_hash"),
     ("keras_tuner.src.tuners.hyperband", "HyperbandOracle._get_size"),
+    ("keras_tuner.src.tuners.bayesian", "BayesianOptimizationOracle._random_populate_space"),
     ("keras_tuner.src.engine.tuner", "Tuner._try_build"),
     ("keras_tuner.src.engine.tuner", "Tuner._build_hypermodel"),
     ("keras_tuner.src.engine.tuner", "Tuner._build_and_fit_model"),
@@ -351,6 +352,13 @@ def brackets_in_progress(oracle) -> list:
     """Hyperband's brackets still running (``keras_tuner/src/tuners/hyperband.py``: `_brackets`;
     `[]` for other oracles): read only, to keep the checkpoints a continuation will start from."""
     return getattr(oracle, "_brackets", [])
+
+
+def random_proposal(oracle) -> dict:
+    """A Bayesian oracle's proposal from `_random_values` (``keras_tuner/src/tuners/bayesian.py``:
+    `_random_populate_space`, what it does for its initial points), whether or not it has enough
+    results for its Gaussian process: a warm start's configurations come first however many they are."""
+    return oracle._random_populate_space()
 
 
 def retry_queue(oracle) -> list:

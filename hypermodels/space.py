@@ -257,3 +257,23 @@ def declare(hp, name: str, dim: Dimension) -> Any:
     if dim.integer:
         return hp.Int(name, int(dim.min), int(dim.max), step=int(dim.step or 1), sampling=dim.sampling)
     return hp.Float(name, dim.min, dim.max, step=dim.step, sampling=dim.sampling)
+
+
+def contains(dim: Dimension, value: Any) -> bool:
+    """Whether `dim` can take `value` (a step grid and integers included; floats to 1e-9 relative)."""
+
+    def close(a, b) -> bool:
+        return _is_number(a) and _is_number(b) and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+    if isinstance(dim, Fixed):
+        return value == dim.value or close(value, dim.value)
+    if isinstance(dim, Choice):
+        return any(value == v and type(value) is type(v) or close(value, v) for v in dim.values)
+    if not _is_number(value) or not (dim.min <= value <= dim.max or close(value, dim.min) or close(value, dim.max)):
+        return False
+    if dim.integer and value != int(value):
+        return False
+    if dim.step:
+        steps = (value - dim.min) / dim.step
+        return math.isclose(steps, round(steps), abs_tol=1e-6)
+    return True

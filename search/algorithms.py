@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import keras_tuner as kt
 
+from hypermodels import private_api
 from search.asha import AshaOracle
 from search.bohb import BohbOracle
 from search.budget import SearchOracle
@@ -34,18 +35,29 @@ class RandomSearch(SearchOracle, kt.oracles.RandomSearchOracle):
     pass
 
 
-class BayesianSearch(SearchOracle, kt.oracles.BayesianOptimizationOracle):
+class _WarmBayesian(kt.oracles.BayesianOptimizationOracle):
+    def populate_space(self, trial_id):
+        if self.warm_used < len(self.warm_start):  # a warm start's configurations first, as initial points
+            return private_api.random_proposal(self)
+        return super().populate_space(trial_id)
+
+
+class BayesianSearch(SearchOracle, _WarmBayesian):
     pass
 
 
-def make_oracle(tuner, objective, seed: int, time_budget: float | None = None, **kwargs):
-    """The oracle of a `TunerConfig` (`time_budget`: seconds, overriding the config's; kwargs: a test's clock)."""
+def make_oracle(
+    tuner, objective, seed: int, time_budget: float | None = None, warm_start: list[dict] | None = None, **kwargs
+):
+    """The oracle of a `TunerConfig` (`time_budget`: seconds, overriding the config's; `warm_start`: configurations
+    to propose first, `search.warmstart`; kwargs: a test's clock)."""
     common = dict(
         objective=objective,
         seed=seed,
         max_consecutive_failed_trials=tuner.max_consecutive_failed_trials,
         time_budget=tuner.time_budget if time_budget is None else time_budget,
         trial_epochs=tuner.max_epochs,
+        warm_start=warm_start,
         **kwargs,
     )
     algorithm = tuner.algorithm
@@ -66,3 +78,11 @@ def make_oracle(tuner, objective, seed: int, time_budget: float | None = None, *
         )
     cls = RandomSearch if algorithm == "random" else BayesianSearch
     return cls(max_trials=tuner.max_trials, **common)
+
+
+def extend(oracle, tuner) -> None:
+    """Give a reloaded oracle the config's `hyperband_iterations` (KerasTuner's `HyperbandOracle.set_state`
+    restores the saved one from oracle.json); raised, a finished search goes on with new brackets.
+    `max_trials` needs nothing: no oracle reloads it."""
+    if tuner.algorithm in ("hyperband", "bohb"):
+        oracle.hyperband_iterations = tuner.hyperband_iterations

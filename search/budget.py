@@ -27,6 +27,7 @@ import numpy as np
 from hypermodels import private_api
 
 STATE_KEY = "ktsearch_budget"
+WARM_KEY = "ktsearch_warm_start"
 
 
 class SearchOracle(private_api.OracleHooks):
@@ -36,6 +37,7 @@ class SearchOracle(private_api.OracleHooks):
         time_budget: seconds, or None (no budget).
         trial_epochs: epochs of a trial without `tuner/epochs` (random and Bayesian search).
         clock: seconds, monotonic (tests pass a fake one).
+        warm_start: configurations (name -> value) to propose first, in order (`search.warmstart`).
     """
 
     def __init__(
@@ -44,8 +46,11 @@ class SearchOracle(private_api.OracleHooks):
         time_budget: float | None = None,
         trial_epochs: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        warm_start: list[dict] | None = None,
         **kwargs,
     ):
+        self.warm_start = list(warm_start or [])
+        self.warm_used = 0  # how many of them were proposed (saved with the oracle)
         self.time_budget = time_budget
         self.trial_epochs = trial_epochs
         self.clock = clock
@@ -56,6 +61,27 @@ class SearchOracle(private_api.OracleHooks):
         self.budget_stop: dict | None = None  # what did not fit, when the budget ended the search
         self._started: dict[str, float] = {}
         super().__init__(*args, **kwargs)
+
+    # -- warm start -----------------------------------------------------------------------
+
+    def propose_values(self):
+        """The next warm-start configuration while any is left, else the algorithm's own proposal."""
+        import keras_tuner as kt
+
+        while self.warm_used < len(self.warm_start):
+            wanted = self.warm_start[self.warm_used]
+            self.warm_used += 1
+            hps = kt.HyperParameters()
+            for hp in self.hyperparameters.space:  # as KerasTuner's random draw fills them: active ones only
+                hps.merge([hp])
+                if hps.is_active(hp):
+                    hps.values[hp.name] = wanted.get(hp.name, hp.default)
+            if not self.is_duplicate(hps.values):
+                return hps.values
+        return super().propose_values()
+
+    def proposal_state(self) -> dict:
+        return super().proposal_state() | {"warm_used": self.warm_used}
 
     # -- the budget -----------------------------------------------------------------------
 
@@ -131,6 +157,7 @@ class SearchOracle(private_api.OracleHooks):
             "timeline": self.timeline,
             "stop": self.budget_stop,
         }
+        state[WARM_KEY] = {"used": self.warm_used}
         return state
 
     def set_state(self, state):
@@ -141,6 +168,7 @@ class SearchOracle(private_api.OracleHooks):
         self.trial_costs = {k: list(v) for k, v in (saved.get("trial_costs") or {}).items()}
         self.timeline = {k: list(v) for k, v in (saved.get("timeline") or {}).items()}
         self.budget_stop = saved.get("stop")
+        self.warm_used = int((state.get(WARM_KEY) or {}).get("used", 0))
 
 
 def _epochs_run(trial, objective) -> int:

@@ -126,6 +126,17 @@ class Tune:
             help="wall-clock budget (45m, 1h30m, 90s): no trial starts that would not fit in what is left; "
             "counted across resumes, changeable on resume (overrides tuner.time_budget)",
         )
+        w = p.add_argument_group("warm start and extension (docs/usage.md#warm-start-and-extension)")
+        w.add_argument(
+            "--from",
+            dest="warm_start",
+            metavar="RUN_DIR",
+            help="warm start: the new run's first configurations are this earlier run's best ones, checked "
+            "against this search space",
+        )
+        w.add_argument(
+            "--top", type=int, metavar="K", help="how many of --from's best distinct configurations (default 3)"
+        )
         d = p.add_argument_group(
             "distributed search (KerasTuner's chief/worker mode; or its KERASTUNER_* environment variables)"
         )
@@ -170,13 +181,15 @@ class Tune:
             name=args.name,
             results_dir=args.results_dir,
             overwrite=args.overwrite,
-            log=lambda line: print(line, flush=True),  # progress must reach pipes and `tee` as it happens
+            log=_say,
             role=role,
             threads=args.threads,
             quiet=args.quiet,
             progress_bar=sys.stdout.isatty(),
             keras_verbose=2 if args.verbose else 0,
             budget=args.budget,
+            warm_start=args.warm_start,
+            top=args.top,
         )
         return 0
 
@@ -196,13 +209,24 @@ class Export:
             help="auto (default): the finalists' pick when 'ktsearch finalize' ran and covers the search's best, "
             "else the search's best trial; finalists: require them; search: the search's best trial",
         )
+        c = p.add_argument_group(
+            "device constraints: the best trial that meets all of them (costs measured by 'ktsearch costs', "
+            "or now where missing)"
+        )
+        c.add_argument("--max-params", type=int, metavar="N", help="at most N parameters")
+        c.add_argument("--max-size-mb", type=float, metavar="Y", help="a .keras file of at most Y MB")
+        c.add_argument(
+            "--max-latency-ms", type=float, metavar="X", help="inference at batch 1 in at most X ms (median)"
+        )
 
     @staticmethod
     def run(args) -> int:
         from search.export import write_export
 
         _warn_damaged(args.run_dir)
-        path, note = write_export(args.run_dir, args.output, args.ranking)
+        constraints = {"max_params": args.max_params, "max_size_mb": args.max_size_mb}
+        constraints["max_latency_ms"] = args.max_latency_ms
+        path, note = write_export(args.run_dir, args.output, args.ranking, constraints, _say)
         print(f"wrote {path}\n{note}\ntrain it: {PROG} train {path}")
         return 0
 
@@ -234,13 +258,39 @@ class Finalize:
         from search.finalists import FINALIZE_DIR, SUMMARY_FILE, table, verdict
         from search.finalize import finalize
 
-        summary = finalize(
-            args.run_dir, args.top, args.seeds, log=lambda line: print(line, flush=True), verbose=2 * args.verbose
-        )
+        summary = finalize(args.run_dir, args.top, args.seeds, log=_say, verbose=2 * args.verbose)
         print("\n".join(["", *table(summary), "", verdict(summary)]))
         print(
             f"wrote {Path(args.run_dir) / FINALIZE_DIR / SUMMARY_FILE}; export the pick: {PROG} export {args.run_dir}"
         )
+        return 0
+
+
+class Costs:
+    name = "costs"
+    help = "measure each architecture of a run: parameters, .keras size, inference latency at batch 1 and 32"
+
+    @staticmethod
+    def add_arguments(p):
+        _run_dir_argument(p)
+        p.add_argument(
+            "--remeasure",
+            action="store_true",
+            help="measure every architecture again (default: only those costs.json lacks; all when it was "
+            "measured on another machine)",
+        )
+
+    @staticmethod
+    def run(args) -> int:
+        from search import costs
+
+        _warn_damaged(args.run_dir)
+        data, measured = costs.measure_run(args.run_dir, log=_say, remeasure=args.remeasure)
+        arch = data["architectures"]
+        print(f"{len(arch)} architecture(s), {measured} measured now; latencies {costs.where(data)}:")
+        for key in sorted(arch, key=lambda a: arch[a]["params"]):
+            print("  " + costs.describe(key, arch[key], arch[key]["trials"]))
+        print(f"wrote {Path(args.run_dir) / costs.COSTS_FILE}")
         return 0
 
 
@@ -264,13 +314,19 @@ class Report:
             help="output file (default: RUN_DIR/report.FORMAT); '-' writes csv or json to standard output "
             "(md needs a file: its PNG plots go beside it)",
         )
+        p.add_argument(
+            "--no-measure",
+            action="store_true",
+            help="md: do not measure the architectures costs.json lacks (the size and latency fronts show what "
+            "'ktsearch costs' measured so far)",
+        )
 
     @staticmethod
     def run(args) -> int:
         from search.report import report
 
         _warn_damaged(args.run_dir)
-        path = report(args.run_dir, args.format, args.output)
+        path = report(args.run_dir, args.format, args.output, measure=not args.no_measure, log=_say)
         if path is not None:
             print(f"wrote {path}")
         return 0
@@ -479,7 +535,7 @@ class Simulate:
             seeds=args.seeds,
             target=args.target,
             chief_files=args.chief_files,
-            log=lambda line: print(line, flush=True),
+            log=_say,
         )
         if args.output_dir:
             md, js, png = outputs[:3]
@@ -489,6 +545,11 @@ class Simulate:
             simulate.plot(result, png)
             print(f"wrote {md}, {js.name}, {png.name}")
         return 0
+
+
+def _say(line: str) -> None:
+    """A progress line, flushed: it must reach pipes and `tee` as it happens."""
+    print(line, flush=True)
 
 
 def _warn_damaged(run_dir: str) -> None:
@@ -518,7 +579,7 @@ def _algorithms(text: str) -> list[str]:
     return names
 
 
-COMMANDS = (Validate, Plan, Tune, Finalize, Export, Report, Train, TensorBoard, Simulate)
+COMMANDS = (Validate, Plan, Tune, Finalize, Export, Costs, Report, Train, TensorBoard, Simulate)
 
 
 def _space_rows(cfg) -> list[str]:

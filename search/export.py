@@ -54,12 +54,104 @@ def fixed_hyperparameters(space, values: dict) -> dict:
 
 RANKINGS = ("auto", "finalists", "search")
 
+# Device constraints of `export --max-*`: key -> (flag, the cost it bounds, how a value reads).
+CONSTRAINTS = {
+    "max_params": ("--max-params", lambda c: c["params"], lambda v: f"{v:,} params", "smallest"),
+    "max_size_mb": ("--max-size-mb", lambda c: c["size_bytes"] / 1e6, lambda v: f"{v:.3f} MB", "smallest"),
+    "max_latency_ms": (
+        "--max-latency-ms",
+        lambda c: c["latency_ms"]["1"]["median"],
+        lambda v: f"{v:.3f} ms at batch 1",
+        "fastest",
+    ),
+}
 
-def _finalists(run_dir: Path, trials: list[dict], search_best: dict, ranking: str) -> tuple[dict | None, str]:
-    """(the finalists' summary to export from, or None; a line saying which ranking the export used and why)."""
+
+def check_constraints(constraints: dict | None) -> dict:
+    """The given constraints (None values dropped), each a positive finite number; UserError otherwise."""
+    import math
+
+    out = {}
+    for key, value in (constraints or {}).items():
+        if key not in CONSTRAINTS:
+            raise UserError("constraints", key, f"expected one of {', '.join(CONSTRAINTS)}")
+        if value is None:
+            continue
+        flag = CONSTRAINTS[key][0]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or value <= 0 or (key == "max_params" and value != int(value)):
+            what = "a positive integer" if key == "max_params" else "a positive number"
+            raise UserError(flag, "", f"expected {what}, got {value!r}")
+        out[key] = value
+    return out
+
+
+def _eligible(run_dir: Path, trials: list[dict], constraints: dict, objective: str) -> tuple[list[dict], dict, str]:
+    """(completed trials that meet every constraint, best first; trial id -> costs; a line saying so), or
+    UserError naming the constraint no trial meets and the closest trial."""
+    from search.costs import read, trial_costs, where
+
+    costs = trial_costs(run_dir)
+    data = read(run_dir)
+    done = [t for t in trials if t["status"] == "COMPLETED" and t["score"] is not None and t["trial_id"] in costs]
+    if not done or data is None:
+        raise UserError(str(run_dir), "", f"has no measured costs; run: ktsearch costs {run_dir}")
+    measured = where(data)
+    done.sort(key=lambda t: (-t["score"] if runs.direction(objective) == "max" else t["score"], t["trial_id"]))
+
+    def excess(t: dict) -> dict[str, float]:
+        """Per constraint, how far over it the trial is (relative; 0 when met)."""
+        return {k: max(0.0, CONSTRAINTS[k][1](costs[t["trial_id"]]) / limit - 1) for k, limit in constraints.items()}
+
+    ok = [t for t in done if not any(excess(t).values())]
+    if ok:
+        return ok, costs, f"{len(ok)} of {len(done)} completed trials meet the constraints (costs measured {measured})"
+    for key, limit in constraints.items():  # one that no trial meets on its own
+        flag, value, text, least = CONSTRAINTS[key]
+        lowest = min(value(costs[t["trial_id"]]) for t in done)
+        if lowest > limit:
+            pick = next(t for t in done if value(costs[t["trial_id"]]) == lowest)  # the best-scoring of them
+            raise UserError(
+                f"{flag} {limit}",
+                "",
+                f"no trial of {run_dir} meets it: the {least}, trial {pick['trial_id']} ({objective} "
+                f"{pick['score']:.4f}), has {text(lowest)} (measured {measured})",
+            )
+    closest = min(done, key=lambda t: max(excess(t).values()))  # `done` is best first: ties go to the better
+    over = excess(closest)
+    have = ", ".join(CONSTRAINTS[k][2](CONSTRAINTS[k][1](costs[closest["trial_id"]])) for k in constraints)
+    worst = max(over, key=over.get)
+    flags = " and ".join(f"{CONSTRAINTS[k][0]} {v}" for k, v in constraints.items())
+    raise UserError(
+        flags,
+        "",
+        f"no trial of {run_dir} meets them together: the closest, trial {closest['trial_id']} ({objective} "
+        f"{closest['score']:.4f}), has {have}: over {CONSTRAINTS[worst][0]} by {100 * over[worst]:.0f}% "
+        f"(measured {measured})",
+    )
+
+
+def _finalists(
+    run_dir: Path, trials: list[dict], search_best: dict, ranking: str, allowed: set[str] | None = None
+) -> tuple[dict | None, str]:
+    """(the finalists' summary to export from, or None; a line saying which ranking the export used and why).
+
+    `allowed`: the trial ids that meet the export's constraints (None: no constraints); the summary's
+    "pick" is then the best-ranked finalist among them."""
     from search.finalists import read_summary
 
     summary = None if ranking == "search" else read_summary(run_dir)
+    if summary is not None and summary.get("winner") is not None and allowed is not None:
+        fitting = [r["trial_id"] for r in summary["finalists"] if r["objective"]["n"] and r["trial_id"] in allowed]
+        if not fitting:
+            if ranking == "finalists":
+                raise UserError(
+                    str(run_dir),
+                    "",
+                    "has no finalist that meets the constraints; retrain more: ktsearch finalize --top",
+                )
+            return None, "ranking: the search's (no finalist meets the constraints)"
+        summary = summary | {"pick": fitting[0]}
     if summary is None or summary.get("winner") is None:
         if ranking == "finalists":
             raise UserError(str(run_dir), "", "has no finalists to export from; run: ktsearch finalize " + str(run_dir))
@@ -77,26 +169,35 @@ def _finalists(run_dir: Path, trials: list[dict], search_best: dict, ranking: st
         )
     n = len(summary["seeds"])
     state = "" if summary["complete"] else " (finalize did not finish: partial seeds)"
-    return summary, f"ranking: the finalists' (mean of {n} seed(s) per configuration){state}"
+    fits = "; the best-ranked that meets the constraints" if allowed is not None else ""
+    return summary, f"ranking: the finalists' (mean of {n} seed(s) per configuration){state}{fits}"
 
 
-def build_export(run_dir: str | Path, trial: dict | None = None, ranking: str = "auto") -> tuple[dict, dict]:
+def build_export(
+    run_dir: str | Path, trial: dict | None = None, ranking: str = "auto", constraints: dict | None = None
+) -> tuple[dict, dict]:
     """(export mapping, exported trial) for a finished or partial run.
 
     `trial`: export that trial; else the best by `ranking`: "auto" (the finalists' pick when
     ``ktsearch finalize`` ran and still covers the search's best, else the search's best),
-    "finalists" or "search".
+    "finalists" or "search". `constraints` (`CONSTRAINTS` keys: max_params, max_size_mb,
+    max_latency_ms): only trials whose measured costs (`search.costs`) meet all of them.
     """
     run_dir = Path(run_dir)
     cfg = load_run(run_dir)
     tuner = cfg.tuner
     trials = runs.read_trials(run_dir)
+    constraints = check_constraints(constraints)
     best = trial or runs.best_trial(trials, tuner.objective)
     if best is None:
         raise UserError(str(run_dir), "", "has no completed trial yet, so there is nothing to export")
-    finalists, note = (None, "") if trial is not None else _finalists(run_dir, trials, best, ranking)
+    allowed, costs, fit = None, {}, ""
+    if constraints and trial is None:
+        eligible, costs, fit = _eligible(run_dir, trials, constraints, tuner.objective)
+        allowed, best = {t["trial_id"] for t in eligible}, eligible[0]
+    finalists, note = (None, "") if trial is not None else _finalists(run_dir, trials, best, ranking, allowed)
     if finalists is not None:
-        best = next(t for t in trials if t["trial_id"] == finalists["winner"])
+        best = next(t for t in trials if t["trial_id"] == finalists.get("pick", finalists["winner"]))
     record = best["record"] or {}
     best_epoch = record.get("best_epoch", tuner.max_epochs - 1)
     completed = [t for t in trials if t["status"] == "COMPLETED"]
@@ -115,6 +216,21 @@ def build_export(run_dir: str | Path, trial: dict | None = None, ranking: str = 
     }
     if finalists is not None:
         provenance["finalists"] = _spread(finalists)
+    if constraints:
+        from search.costs import read, where
+
+        cost = costs[best["trial_id"]]
+        provenance["constraints"] = constraints
+        provenance["costs"] = {
+            "architecture": cost["architecture"],
+            "params": cost["params"],
+            "size_mb": round(cost["size_bytes"] / 1e6, 6),
+            "latency_ms": {batch: lat["median"] for batch, lat in cost["latency_ms"].items()},
+            "measured": where(read(run_dir)),
+        }
+        has = ", ".join(CONSTRAINTS[k][2](CONSTRAINTS[k][1](cost)) for k in CONSTRAINTS)
+        fit = f"constraints: trial {best['trial_id']} has {has}; {fit}"
+        note = f"{note}\n{fit}" if note else fit
     export = {
         "name": cfg.name,
         "seed": cfg.seed,
@@ -157,7 +273,9 @@ def _spread(summary: dict) -> dict:
     }
 
 
-def export_best(run_dir: str | Path, output: str | Path | None = None, ranking: str = "auto") -> Path:
+def export_best(
+    run_dir: str | Path, output: str | Path | None = None, ranking: str = "auto", constraints: dict | None = None
+) -> Path:
     """Write the best configuration of `run_dir` as a production config; returns its path.
 
     `write_export` also returns the line saying which ranking picked it (the CLI prints it).
@@ -167,22 +285,40 @@ def export_best(run_dir: str | Path, output: str | Path | None = None, ranking: 
         output: file to write (default ``<run_dir>/best.yaml``); written atomically.
         ranking: "auto" (default: the finalists' pick when ``ktsearch finalize`` ran, else the
             search's best trial), "finalists" or "search".
+        constraints: ``{"max_params": N, "max_size_mb": Y, "max_latency_ms": X}`` (any of them): the best
+            trial whose architecture meets all (measured first where costs.json lacks it), or UserError
+            naming the constraint no trial meets and the closest trial.
     """
-    return write_export(run_dir, output, ranking)[0]
+    return write_export(run_dir, output, ranking, constraints)[0]
 
 
-def write_export(run_dir: str | Path, output: str | Path | None = None, ranking: str = "auto") -> tuple[Path, str]:
-    """`export_best`, returning (path, which ranking picked the configuration and why)."""
+def write_export(
+    run_dir: str | Path,
+    output: str | Path | None = None,
+    ranking: str = "auto",
+    constraints: dict | None = None,
+    log=print,
+) -> tuple[Path, str]:
+    """`export_best`, returning (path, which ranking picked the configuration and why).
+
+    With `constraints`, the architectures costs.json lacks are measured first (`search.costs`;
+    lines to `log`)."""
     if ranking not in RANKINGS:
         raise UserError("--ranking", "", f"expected one of {', '.join(RANKINGS)}, got {ranking!r}")
-    export, best = build_export(run_dir, ranking=ranking)
+    constraints = check_constraints(constraints)
+    load_run(run_dir)  # not a run: said first (and before TensorFlow loads)
     output = Path(output) if output is not None else Path(run_dir) / runs.EXPORT_FILE
     if not output.parent.is_dir():
         raise UserError(str(output), "", "its directory does not exist")
+    if constraints:
+        from search import costs
+
+        costs.measure_run(run_dir, log)  # none completed: said before anything is written
+    export, best = build_export(run_dir, ranking=ranking, constraints=constraints)
     prov = export["provenance"]
     spread = prov.get("finalists")
     if spread:
-        pick = spread["table"][0]
+        pick = next(r for r in spread["table"] if r["trial_id"] == best["trial_id"])
         sd = "" if pick["sd"] is None else f" ± {pick['sd']:.4f}"
         found = f"{prov['objective']} {pick['mean']:.4f}{sd} over {len(pick['seeds'])} seed(s) (finalists' pick)"
     else:

@@ -109,12 +109,12 @@ def replay(config, hypermodel, recorded: dict, records: dict) -> tuple[dict, dic
     trials (`recorded`: trial id -> `trial.json` state, None where damaged) in trial-id order."""
     import keras_tuner as kt
 
-    from search import algorithms
+    from search import algorithms, warmstart
     from search.seeding import oracle_seed
 
     t = dataclasses.replace(config.tuner, time_budget=None)  # the replay proposes; it has no clock to watch
     objective = kt.Objective(t.objective, runs.direction(t.objective))
-    oracle = algorithms.make_oracle(t, objective, oracle_seed(config.seed))
+    oracle = algorithms.make_oracle(t, objective, oracle_seed(config.seed), warm_start=warmstart.values(config.run_dir))
     oracle.verbose = 0
     with tempfile.TemporaryDirectory(prefix="ktsearch-replay-") as scratch:
         kt.Tuner(oracle=oracle, hypermodel=hypermodel, directory=scratch, project_name="replay")  # declares the space

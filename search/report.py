@@ -25,6 +25,7 @@ import io
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +53,11 @@ def _record(trial: dict) -> dict:
     return trial.get("record") or {}
 
 
-def rows(trials: list[dict]) -> list[dict]:
-    """One flat row per trial: id, status, score, bracket/round, epochs, hyperparameters, best metrics."""
+def rows(trials: list[dict], costs: dict[str, dict] | None = None) -> list[dict]:
+    """One flat row per trial: id, status, score, bracket/round, epochs, hyperparameters, best metrics, and its
+    architecture's costs where measured (`search.costs.trial_costs`)."""
     out = []
+    costs = costs or {}
     for t in trials:
         rec = _record(t)
         row = {
@@ -72,8 +75,22 @@ def rows(trials: list[dict]) -> list[dict]:
         }
         row.update({f"hp.{k}": v for k, v in t["hyperparameters"].items()})
         row.update({f"metric.{k}": v for k, v in (rec.get("best_metrics") or {}).items()})
+        cost = costs.get(t["trial_id"])
+        if cost is not None:
+            row.update(_cost_cells(cost))
         out.append(row)
     return out
+
+
+def _cost_cells(cost: dict) -> dict:
+    lat = cost["latency_ms"]
+    return {
+        "cost.architecture": cost["architecture"],
+        "cost.params": cost["params"],
+        "cost.size_mb": round(cost["size_bytes"] / 1e6, 6),
+        "cost.latency_ms_batch1": lat["1"]["median"],
+        "cost.latency_ms_batch32": lat["32"]["median"],
+    }
 
 
 def importance(trials: list[dict], dims: list[str], direction: str, repeats: int = 20, seed: int = 0) -> dict:
@@ -221,6 +238,101 @@ def _plots(
     return paths
 
 
+FRONTS = {  # axis: (label, value of a trial's costs)
+    "size": ("model size (MB, .keras)", lambda c: c["size_bytes"] / 1e6),
+    "latency": ("inference latency at batch 1 (ms, median)", lambda c: c["latency_ms"]["1"]["median"]),
+}
+
+
+def trial_costs(run_dir: Path) -> dict[str, dict]:
+    from search.costs import trial_costs as read
+
+    return read(run_dir)
+
+
+def pareto_fronts(run_dir: Path, trials: list[dict], objective: str) -> dict | None:
+    """The completed trials with measured costs and, per axis of `FRONTS`, who dominates each (None: on the
+    front); None when no costs are measured."""
+    from search.costs import dominators, read, where
+
+    data = read(run_dir)
+    costs = trial_costs(run_dir)
+    done = [t for t in _top_of(trials, objective) if t["trial_id"] in costs]
+    if data is None or not done:
+        return None
+    direction = runs.direction(objective)
+    marks = {
+        axis: dominators([(t["trial_id"], t["score"], value(costs[t["trial_id"]])) for t in done], direction)
+        for axis, (_, value) in FRONTS.items()
+    }
+    return {"trials": done, "costs": costs, "marks": marks, "where": where(data), "unmeasured": len(trials) - len(done)}
+
+
+def fronts_section(run_dir: Path, fronts: dict | None, objective: str) -> list[str]:
+    lines = ["## Size and latency: Pareto fronts", ""]
+    if fronts is None:
+        return lines + [f"Not measured. `ktsearch costs {run_dir}` measures every architecture of the run."]
+    marks, costs = fronts["marks"], fronts["costs"]
+    on = {axis: [t for t in fronts["trials"] if marks[axis][t["trial_id"]] is None] for axis in FRONTS}
+    lines += [
+        f"Each architecture measured once, {fronts['where']}: parameters, `.keras` size, inference latency "
+        "(median; no augmentation). A trial is dominated when another scores at least as well and costs no more "
+        f"(better in one). On the size front: {len(on['size'])} trials; on the latency front: {len(on['latency'])}; "
+        f"the other {len(fronts['trials']) - len(set(t['trial_id'] for a in on.values() for t in a))} completed "
+        "trials are dominated on both. Export the best that fits: `ktsearch export "
+        f"{run_dir} --max-size-mb Y --max-latency-ms X` (or `--max-params N`).",
+        "",
+        f"| trial | {objective} | params | size MB | ms batch 1 | ms batch 32 | size front | latency front |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for t in fronts["trials"]:
+        c = costs[t["trial_id"]]
+        cells = [
+            t["trial_id"],
+            f"{t['score']:.4f}",
+            f"{c['params']:,}",
+            f"{c['size_bytes'] / 1e6:.3f}",
+            f"{c['latency_ms']['1']['median']:.3f}",
+            f"{c['latency_ms']['32']['median']:.3f}",
+        ]
+        for axis in FRONTS:
+            by = marks[axis][t["trial_id"]]
+            cells.append("**front**" if by is None else f"dominated by {by}")
+        lines.append("| " + " | ".join(cells) + " |")
+    if fronts["unmeasured"]:
+        lines += ["", f"{fronts['unmeasured']} trials are not in the table (not completed, or not measured yet)."]
+    return lines
+
+
+def _front_plots(run_dir: Path, fronts: dict | None, objective: str) -> list[Path]:
+    if fronts is None:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = run_dir / PLOTS_DIR
+    out_dir.mkdir(exist_ok=True)
+    paths = []
+    for axis, (label, value) in FRONTS.items():
+        marks = fronts["marks"][axis]
+        points = [(value(fronts["costs"][t["trial_id"]]), t["score"], t["trial_id"]) for t in fronts["trials"]]
+        front = sorted(p for p in points if marks[p[2]] is None)
+        dominated = [p for p in points if marks[p[2]] is not None]
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        ax.scatter([p[0] for p in dominated], [p[1] for p in dominated], c="lightgrey", s=18, label="dominated")
+        ax.plot([p[0] for p in front], [p[1] for p in front], "o-", c="tab:red", drawstyle="steps-post", label="front")
+        for x, y, trial_id in front:
+            ax.annotate(trial_id, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xlabel(label)
+        ax.set_ylabel(objective)
+        ax.set_title(f"{objective} against {axis}: Pareto front of {len(points)} completed trials")
+        ax.legend()
+        paths.append(_save(fig, out_dir / f"pareto_{axis}.png"))
+    return paths
+
+
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -231,7 +343,10 @@ def _save(fig, path: Path) -> Path:
 
 
 def _top(trials: list[dict], config: SearchConfig) -> list[dict]:
-    objective = config.tuner.objective
+    return _top_of(trials, config.tuner.objective)
+
+
+def _top_of(trials: list[dict], objective: str) -> list[dict]:
     done = [t for t in trials if t["status"] == "COMPLETED" and t["score"] is not None and math.isfinite(t["score"])]
     return sorted(done, key=lambda t: t["score"], reverse=runs.direction(objective) == "max")
 
@@ -275,7 +390,13 @@ def _fmt(v) -> str:
 
 
 def markdown(
-    run_dir: Path, config: SearchConfig, trials: list[dict], imp: dict, dims: list[str], plots: list[Path]
+    run_dir: Path,
+    config: SearchConfig,
+    trials: list[dict],
+    imp: dict,
+    dims: list[str],
+    plots: list[Path],
+    fronts: dict | None = None,
 ) -> str:
     objective = config.tuner.objective
     direction = runs.direction(objective)
@@ -285,6 +406,12 @@ def markdown(
         f"{config.tuner.algorithm}: {len(trials)} trials, {sum(t['status'] == 'COMPLETED' for t in trials)} completed; "
         f"objective {objective} ({direction})."
     )
+    from search.warmstart import read as read_warm_start
+
+    warm = read_warm_start(run_dir)
+    if warm is not None:
+        ids = ", ".join(c["trial_id"] for c in warm["configurations"])
+        lines += ["", f"Warm start: the first new configurations were {warm['from']}'s best (its trials {ids})."]
     plan_ran = (runs.read_json(run_dir / runs.SUMMARY_FILE) or {}).get("plan") or {}
     if plan_ran.get("time_budget_s") is not None:
         lines += ["", budget_summary(plan_ran) + "."]
@@ -306,6 +433,7 @@ def markdown(
         cells += [_fmt(t["hyperparameters"].get(d)) for d in dims]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *finalists_section(run_dir)]
+    lines += ["", *fronts_section(run_dir, fronts, objective)]
     asha = config.tuner.algorithm == "asha"
     lines += [
         "",
@@ -369,9 +497,9 @@ def mirror_to_tensorboard(run_dir: Path, config: SearchConfig, text: str, plots:
     return logdir
 
 
-def table(trials: list[dict], fmt: str) -> str:
+def table(trials: list[dict], fmt: str, costs: dict[str, dict] | None = None) -> str:
     """Every trial as CSV or JSON text (`rows`)."""
-    data = rows(trials)
+    data = rows(trials, costs)
     if fmt == "json":
         return json.dumps(data, indent=2, default=runs.jsonable) + "\n"
     buffer = io.StringIO()
@@ -388,11 +516,18 @@ def _output(output: str | Path | None, default: Path) -> Path:
     return path
 
 
-def report(run_dir: str | Path, fmt: str = "md", output: str | Path | None = None) -> Path | None:
+def report(
+    run_dir: str | Path,
+    fmt: str = "md",
+    output: str | Path | None = None,
+    measure: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path | None:
     """Write the report (md: report.md + PNGs + TensorBoard; csv/json: every trial). Returns the file.
 
     `output` "-" writes csv or json to standard output (and returns None); the markdown report has
-    PNG plots beside it, so it needs a file in a directory.
+    PNG plots beside it, so it needs a file in a directory. `measure`: the md report first measures
+    the architectures costs.json lacks (`search.costs`; lines to `log`), for its size and latency fronts.
     """
     run_dir = Path(run_dir)
     if str(output) == "-" and fmt == "md":
@@ -401,7 +536,7 @@ def report(run_dir: str | Path, fmt: str = "md", output: str | Path | None = Non
         )
     config, trials = load_run(run_dir)
     if fmt in ("csv", "json"):
-        text = table(trials, fmt)
+        text = table(trials, fmt, trial_costs(run_dir))  # the costs measured so far (`ktsearch costs`)
         if str(output) == "-":
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -412,9 +547,14 @@ def report(run_dir: str | Path, fmt: str = "md", output: str | Path | None = Non
     path = _output(output, run_dir / REPORT_FILE)
     objective = config.tuner.objective
     dims = config.space.searched()
+    if measure and any(t["status"] == "COMPLETED" for t in trials):
+        from search import costs
+
+        costs.measure_run(run_dir, log)
     imp = importance(trials, dims, runs.direction(objective))
-    plots = _plots(run_dir, config, trials, imp, dims, objective)
-    text = markdown(run_dir, config, trials, imp, dims, plots)
+    fronts = pareto_fronts(run_dir, trials, objective)
+    plots = _plots(run_dir, config, trials, imp, dims, objective) + _front_plots(run_dir, fronts, objective)
+    text = markdown(run_dir, config, trials, imp, dims, plots, fronts)
     runs.atomic_write(path, text)
     mirror_to_tensorboard(run_dir, config, text, plots, imp)
     return path

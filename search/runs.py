@@ -6,6 +6,9 @@ results/<name>/
     tuner/trial_<id>/epochs.json   ktsearch's record: epochs granted/run, best epoch, history
     tensorboard/       one log directory per trial (curves, learning rate, HParams)
     summary.json       every trial, written when the search ends
+    model_input.json   the models' input shape and classes (what `costs` builds them for)
+    costs.json         parameters, size and latency per architecture (`ktsearch costs`)
+    warm_start.json    the configurations a warm-started run (`tune --from`) proposes first
     best.yaml          `ktsearch export` output (default)
     train/             `ktsearch train` output (default)
 """
@@ -24,6 +27,7 @@ TUNER_DIR = "tuner"
 TENSORBOARD_DIR = "tensorboard"
 RECORD_FILE = "epochs.json"
 SUMMARY_FILE = "summary.json"
+MODEL_INPUT_FILE = "model_input.json"
 EXPORT_FILE = "best.yaml"
 TRAIN_DIR = "train"
 DATA_CACHE_DIR = "cache"  # uint8 caches of streamed sources (search.streaming)

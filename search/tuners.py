@@ -25,7 +25,7 @@ import keras
 import keras_tuner as kt
 
 from hypermodels import private_api
-from search import algorithms, distributed, integrity, oracles, runs
+from search import algorithms, distributed, integrity, oracles, runs, warmstart
 from search import tensorboard as tb
 from search.checkpoints import CheckpointRetention
 from search.context import SearchRun
@@ -297,7 +297,8 @@ def build_tuner(run: SearchRun, hypermodel):
     """The configured tuner over `hypermodel`, reloading an existing project in the run dir."""
     t = run.config.tuner
     objective = kt.Objective(t.objective, runs.direction(t.objective))
-    oracle = algorithms.make_oracle(t, objective, oracle_seed(run.config.seed))
+    warm = warmstart.values(run.run_dir) if run.role.kind != "worker" else []  # a worker's oracle proposes nothing
+    oracle = algorithms.make_oracle(t, objective, oracle_seed(run.config.seed), warm_start=warm)
     cls = SingleRunTuner if t.algorithm in ("random", "bayesian") else BracketTuner
     if run.mode == "resume" and run.role.kind != "worker":  # the chief or a single process reloads the project
         from search.repair import repair
@@ -313,6 +314,7 @@ def build_tuner(run: SearchRun, hypermodel):
         run=run,
     )
     if run.mode == "resume" and run.role.kind != "worker":
+        algorithms.extend(tuner.oracle, t)  # after the reload, which restored the saved budget
         oracles.forget_finished_retries(tuner.oracle)
     return tuner
 

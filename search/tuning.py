@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from search import distributed, integrity, runs
+from search import distributed, integrity, runs, warmstart
 from search.config import SearchConfig, dump_yaml, load_config, parse_overrides
 from search.context import SearchRun
 from search.distributed import Role
@@ -20,6 +20,9 @@ SAMPLE_IMAGES = 16
 RESUME_IGNORES = ("name", "results_dir", "distribution")  # where and on what a run runs, not what it searches
 # Keys a resumed run may change: storage and speed, not what is searched.
 RESUMABLE = {"tuner": ("keep_checkpoints", "reuse_models", "time_budget"), "data": ("cache",)}
+# Keys a resumed run may raise, not lower: how much it searches. Raising one continues a finished run with its
+# trials kept (`search.algorithms.extend` applies the new value after KerasTuner reloads the oracle).
+EXTENDABLE = ("hyperband_iterations", "max_trials")
 
 
 def _first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
@@ -36,7 +39,27 @@ def _comparable(resolved: dict) -> dict:
     out = {k: v for k, v in resolved.items() if k not in RESUME_IGNORES}
     for section, keys in RESUMABLE.items():
         out[section] = {k: v for k, v in out.get(section, {}).items() if k not in keys}
+    out["tuner"] = {k: v for k, v in out["tuner"].items() if k not in EXTENDABLE}
     return out
+
+
+def extension(saved: dict, config: SearchConfig) -> dict[str, tuple[int, int]]:
+    """{tuner key: (old, new)} of the `EXTENDABLE` keys this config raises over a run's saved config;
+    UserError for one it lowers."""
+    raised = {}
+    for key in EXTENDABLE:
+        old, new = saved.get("tuner", {}).get(key), getattr(config.tuner, key)
+        if old is None or old == new:
+            continue
+        if new < old:
+            raise UserError(
+                str(config.run_dir / runs.CONFIG_FILE),
+                f"tuner.{key}",
+                f"this run was started with {old}, the config now gives {new}: a run can be extended (raise it), "
+                "not shortened; pass --name to start another run, or --overwrite to replace this one",
+            )
+        raised[key] = (old, new)
+    return raised
 
 
 def check_run_dir(config: SearchConfig, overwrite: bool) -> str:
@@ -67,15 +90,26 @@ def check_run_dir(config: SearchConfig, overwrite: bool) -> str:
             f"this run was started with {old!r}, the config now gives {new!r}; "
             "pass --overwrite to replace the run (its results are deleted) or --name to start another",
         )
+    extension(saved, config)  # a key lowered is refused here, before anything is written
     return "resume"
 
 
-def prepare_run_dir(config: SearchConfig, mode: str) -> None:
+def prepare_run_dir(config: SearchConfig, mode: str, log: Callable[[str], None] = print) -> None:
     if mode == "overwrite":
         shutil.rmtree(config.run_dir)
     config.run_dir.mkdir(parents=True, exist_ok=True)
     if mode != "resume":
         runs.atomic_write(config.run_dir / runs.CONFIG_FILE, dump_yaml(config.to_dict()))
+        return
+    saved, _ = integrity.saved_config(config.run_dir)
+    raised = extension(saved, config)
+    if raised:  # the run's config records how far it goes now; the rest of it stays as it started
+        for key, (_, new) in raised.items():
+            saved["tuner"][key] = new
+        runs.atomic_write(config.run_dir / runs.CONFIG_FILE, dump_yaml(saved))
+        done = len(runs.read_trials(config.run_dir))
+        changes = ", ".join(f"tuner.{key} {old} -> {new}" for key, (old, new) in raised.items())
+        log(f"extending run {config.run_dir}: {changes}; its {done} trials so far are kept")
 
 
 def summarize(config: SearchConfig) -> dict:
@@ -131,6 +165,8 @@ def tune(
     progress_bar: bool = False,
     keras_verbose: int = 0,
     budget: str | float | None = None,
+    warm_start: str | Path | None = None,
+    top: int | None = None,
 ) -> dict:
     """Run (or resume) a search; returns the summary (also written to summary.json).
 
@@ -150,6 +186,9 @@ def tune(
         keras_verbose: Keras's own per-epoch output in each trial (0 off, 1 bar, 2 a line per epoch).
         budget: wall-clock budget (seconds, or text such as ``"45m"``), overriding ``tuner.time_budget``;
             counted across resumes, and a resume may change it.
+        warm_start: an earlier run's directory: the new run's first configurations are its best `top`
+            (default 3) distinct ones (`search.warmstart`); checked against this search space first.
+        top: how many configurations `warm_start` gives.
 
     Raises:
         UserError: bad config or data, or a run directory that cannot be used.
@@ -164,8 +203,11 @@ def tune(
     if threads is not None and not 1 <= threads <= 1024:
         raise UserError("--threads", "", f"expected a thread count in [1, 1024], got {threads!r}")
     if role.kind == "worker":
+        if warm_start is not None or top is not None:
+            raise UserError("--from", "", "the chief's run holds the warm start; a worker takes no --from or --top")
         return _work(cfg, role, log, threads, config)
     mode = check_run_dir(cfg, overwrite)
+    warm = _warm_start(cfg, mode, warm_start, top)
     from search.progress import Progress
 
     plan = make_plan(cfg)
@@ -179,18 +221,37 @@ def tune(
     splits, strategy = _load_data(cfg, role, threads, log)  # bad data, weights and devices fail before disk is touched
     with run_lock(cfg.run_dir):
         mode = check_run_dir(cfg, overwrite)  # again, now that no other tune can change the run
-        prepare_run_dir(cfg, mode)
+        warm = _warm_start(cfg, mode, warm_start, top)
+        prepare_run_dir(cfg, mode, log)
         sizes = splits.sizes()
         log(
             f"{'resuming' if mode == 'resume' else 'starting'} run {cfg.run_dir} "
             f"({sizes['train']} train / {sizes['validation']} validation images, {splits.num_classes} classes)"
         )
+        if warm is not None:
+            warmstart.write(cfg.run_dir, warm)
+            log(warmstart.describe(warm))
+        shape = {"input_shape": list(splits.input_shape), "num_classes": splits.num_classes}
+        if runs.read_json(cfg.run_dir / runs.MODEL_INPUT_FILE) != shape:  # what `ktsearch costs` builds models for
+            runs.write_json(cfg.run_dir / runs.MODEL_INPUT_FILE, shape)
         run = SearchRun(cfg, mode, role, config, log, progress, strategy=strategy, keras_verbose=keras_verbose)
         _search(run, splits)
     progress.close()
     summary = summarize(cfg)
     log(final_report(cfg, summary))
     return summary
+
+
+def _warm_start(cfg: SearchConfig, mode: str, source, top: int | None) -> dict | None:
+    """The checked warm start of a new run (None without --from); a resume may only repeat its own."""
+    if mode == "resume":
+        warmstart.check_resume(cfg, source, top)
+        return None
+    if source is None:
+        if top is not None:
+            raise UserError("--top", "", "only used with --from RUN_DIR")
+        return None
+    return warmstart.plan(cfg, source, top)
 
 
 def _load_data(cfg: SearchConfig, role: Role, threads: int | None, log: Callable[[str], None]):

@@ -94,6 +94,32 @@ def _run_with_one_trial(path: Path) -> None:
     (trial / "trial.json").write_text(json.dumps(state))
 
 
+def _run_with_values(values: dict):
+    """A run (config BASE) whose one completed trial has these hyperparameter values."""
+
+    def write(path: Path) -> None:
+        _run_with_one_trial(path)
+        trial = path / "tuner" / "trial_0000" / "trial.json"
+        state = json.loads(trial.read_text())
+        state["hyperparameters"]["values"] = values
+        trial.write_text(json.dumps(state))
+
+    return write
+
+
+def _resolved_run(**tuner):
+    """A run of BASE (as `tune` saves its config: resolved) with these tuner keys, and no trial yet."""
+
+    def write(path: Path) -> None:
+        from search.config import dump_yaml, load_config
+
+        path.mkdir(parents=True)
+        raw = {**BASE, "tuner": {**BASE["tuner"], **tuner}}
+        (path / "config.yaml").write_text(dump_yaml(load_config(raw).to_dict()))
+
+    return write
+
+
 def _private(text: str):
     """A file only its owner can read (as secret and key files must be)."""
 
@@ -892,6 +918,131 @@ CASES = [
         {"s.txt": _private("a-secret-long-enough-for-anyone\n")},
         [*SMOKE, "--secret-file", "s.txt"],
         ["--secret-file", "only used with --chief or --worker"],
+    ),
+    (
+        "export-max-params-zero",
+        {"results/one": _run_with_one_trial},
+        ["export", "results/one", "--max-params", "0"],
+        ["--max-params", "expected a positive integer, got 0"],
+    ),
+    (
+        "export-max-size-negative",
+        {"results/one": _run_with_one_trial},
+        ["export", "results/one", "--max-size-mb", "-1.5"],
+        ["--max-size-mb", "expected a positive number, got -1.5"],
+    ),
+    (
+        "export-max-latency-not-a-number",
+        {"results/one": _run_with_one_trial},
+        ["export", "results/one", "--max-latency-ms", "fast"],
+        ["--max-latency-ms", "invalid float value: 'fast'"],
+    ),
+    (
+        "export-max-latency-infinite",
+        {"results/one": _run_with_one_trial},
+        ["export", "results/one", "--max-latency-ms", "inf"],
+        ["--max-latency-ms", "expected a positive number, got inf"],
+    ),
+    (
+        "export-constraint-on-a-run-without-trials",
+        {"results/empty": _run_without_trials},
+        ["export", "results/empty", "--max-params", "10000"],
+        ["results/empty", "has no completed trial yet: no architecture to measure"],
+    ),
+    (
+        "export-constraint-on-no-run",
+        {},
+        ["export", "configs", "--max-size-mb", "1"],
+        ["configs", "not a ktsearch run directory"],
+    ),
+    ("costs-not-a-run", {}, ["costs", "configs"], ["configs", "expected a run directory with config.yaml"]),
+    (
+        "costs-run-without-trials",
+        {"results/empty": _run_without_trials},
+        ["costs", "results/empty"],
+        ["results/empty", "has no completed trial yet: no architecture to measure"],
+    ),
+    (
+        "warm-start-from-not-a-run",
+        {"c.yaml": _config()},
+        [*SEARCH, "--from", "configs"],
+        ["--from configs", "expected a run directory written by ktsearch tune"],
+    ),
+    (
+        "warm-start-from-a-run-without-trials",
+        {"c.yaml": _config(), "results/empty": _run_without_trials},
+        [*SEARCH, "--from", "results/empty"],
+        ["--from results/empty", "has no completed trial to start from"],
+    ),
+    (
+        "warm-start-value-outside-the-space",
+        {
+            "c.yaml": _config(search_space={"augmentation": {"rotation_range": {"min": 0, "max": 20}}}),
+            "results/old": _run_with_values({"augmentation.rotation_range": 25.0}),
+        },
+        [*SEARCH, "--from", "results/old"],
+        [
+            "--from results/old",
+            "augmentation.rotation_range",
+            "trial 0000 has 25.0, outside the new search space (float in [0, 20]",
+        ],
+    ),
+    (
+        "warm-start-dimension-the-space-lacks",
+        {"c.yaml": _config(), "results/old": _run_with_values({"model.poison": True})},
+        [*SEARCH, "--from", "results/old"],
+        ["--from results/old", "model.poison", "trial 0000 sets it, but the new search space has no such dimension"],
+    ),
+    (
+        "warm-start-dimension-the-old-run-never-set",
+        {"c.yaml": _config(), "results/old": _run_with_values({})},
+        [*SEARCH, "--from", "results/old"],
+        ["--from results/old", "augmentation.rotation_range", "trial 0000 of the earlier run", "never set it"],
+    ),
+    (
+        "warm-start-top-zero",
+        {"c.yaml": _config(), "results/old": _run_with_one_trial},
+        [*SEARCH, "--from", "results/old", "--top", "0"],
+        ["--top", "expected a positive integer", "got 0"],
+    ),
+    ("warm-start-top-without-from", {"c.yaml": _config()}, [*SEARCH, "--top", "2"], ["--top", "only used with --from"]),
+    (
+        "warm-start-on-a-run-that-began-without",
+        {"c.yaml": _config(), "results/bad": _resolved_run()},
+        [*SEARCH, "--from", "results/bad"],
+        ["--from results/bad", "run results/bad exists and began without --from"],
+    ),
+    (
+        "warm-start-from-the-run-it-writes",
+        {"c.yaml": _config()},
+        [*SEARCH, "--from", "results/bad"],
+        ["--from results/bad", "expected another run than the one this search writes"],
+    ),
+    (
+        "warm-start-on-a-worker",
+        {},
+        [*SMOKE, "--worker", "--oracle", "127.0.0.1:8000", "--from", "results/old"],
+        ["--from", "a worker takes no --from"],
+    ),
+    (
+        "extend-lowers-hyperband-iterations",
+        {"c.yaml": _config(), "results/bad": _resolved_run(hyperband_iterations=2)},
+        SEARCH,
+        [
+            "results/bad/config.yaml",
+            "tuner.hyperband_iterations",
+            "started with 2, the config now gives 1",
+            "not shortened",
+        ],
+    ),
+    (
+        "extend-lowers-max-trials",
+        {
+            "c.yaml": _config(tuner={"max_epochs": 2, "algorithm": "random", "max_trials": 3}),
+            "results/bad": _resolved_run(algorithm="random", max_trials=5),
+        },
+        SEARCH,
+        ["tuner.max_trials", "started with 5, the config now gives 3", "can be extended (raise it)"],
     ),
     (
         "tensorboard-bad-port",

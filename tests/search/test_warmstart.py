@@ -1,0 +1,167 @@
+"""Searches that build on earlier ones: warm start (`tune --from RUN --top K`) and extension (raising
+`tuner.hyperband_iterations` or `tuner.max_trials` of a finished run). Real searches in real CLI
+processes on digits; the oracles' part also driven directly, as KerasTuner drives them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from search import algorithms, runs, warmstart
+from search.finalists import distinct_top
+from tests.conftest import run_cli, tree_state
+from tests.search.test_algorithms import OBJECTIVE, _finish, _oracle, _run_sequentially, _tuner, synthetic
+from tests.search.test_reliability import _outcome
+
+SMOKE = "configs/digits_smoke.yaml"
+
+
+def _tune(workdir: Path, *args: str):
+    proc = run_cli("tune", SMOKE, *args, cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+# -- warm start --------------------------------------------------------------------------------
+
+
+def test_a_warm_started_search_begins_with_the_earlier_runs_best_configurations(smoke_run, workdir):
+    first = _tune(workdir, "--name", "warm", "--from", str(smoke_run), "--top", "3")
+    run_dir = workdir / "results" / "warm"
+    best = distinct_top(runs.read_trials(smoke_run), "val_accuracy", 3)
+    trials = runs.read_trials(run_dir)
+    assert [t["hyperparameters"] for t in trials[:3]] == [b["hyperparameters"] for b in best]
+    assert all(
+        t["hyperparameters"] not in [b["hyperparameters"] for b in best]
+        for t in trials[3:]
+        if not t["tuner"].get("trial_id")
+    )
+    ids = ", ".join(f"{b['trial_id']} ({b['score']:.4f})" for b in best)
+    assert (
+        f"warm start: the first 3 new configurations are {smoke_run}'s best by val_accuracy: trials {ids}"
+        in first.stdout
+    )
+    saved = json.loads((run_dir / warmstart.WARM_FILE).read_text())
+    assert saved["from"] == str(smoke_run) and saved["top"] == 3 and len(saved["configurations"]) == 3
+    assert json.loads((run_dir / "tuner" / "oracle.json").read_text())["ktsearch_warm_start"] == {"used": 3}
+    assert len(trials) == 6 and all(t["status"] == "COMPLETED" for t in trials)
+    # The same command again resumes the finished run; another --top is refused, naming how it began.
+    again = _tune(workdir, "--name", "warm", "--from", str(smoke_run), "--top", "3")
+    assert "resuming run" in again.stdout and runs.read_trials(run_dir) == trials
+    before = tree_state(workdir)
+    other = run_cli("tune", SMOKE, "--name", "warm", "--from", str(smoke_run), "--top", "2", cwd=workdir)
+    assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1, other.stderr
+    assert f"began with --from {smoke_run} --top 3" in other.stderr and tree_state(workdir) == before
+    (run_dir / warmstart.WARM_FILE).write_text('{"from": "cut off')  # damaged: the resume is refused by name
+    before = tree_state(workdir)
+    damaged = run_cli("tune", SMOKE, "--name", "warm", cwd=workdir)
+    assert damaged.returncode == 2 and len(damaged.stderr.strip().splitlines()) == 1, damaged.stderr
+    assert f"results/warm/{warmstart.WARM_FILE}: is damaged" in damaged.stderr
+    assert tree_state(workdir) == before
+
+
+def test_a_warm_start_outside_the_new_space_names_the_trial_and_the_dimension(smoke_run, workdir):
+    best = distinct_top(runs.read_trials(smoke_run), "val_accuracy", 1)[0]
+    rotation = best["hyperparameters"]["augmentation.rotation_range"]
+    narrow = f"search_space.augmentation.rotation_range={{min: 0, max: {rotation / 2}}}"
+    before = tree_state(workdir)
+    proc = run_cli("tune", SMOKE, "--name", "w", "--from", str(smoke_run), "--set", narrow, cwd=workdir)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    line = proc.stderr.strip()
+    assert f"--from {smoke_run}: augmentation.rotation_range: trial {best['trial_id']} has {rotation!r}" in line
+    assert f"outside the new search space (float in [0, {rotation / 2:g}]" in line
+    assert tree_state(workdir) == before
+
+
+@pytest.mark.parametrize("algorithm", ["hyperband", "bohb", "asha", "random", "bayesian"])
+def test_every_oracle_proposes_the_warm_start_first_and_keeps_count_across_a_reload(tmp_path, algorithm):
+    changes = {"algorithm": algorithm, "max_trials": 6}
+    warm = [{"x": 0.8, "y": 0.2, "kind": "b"}, {"x": 0.1, "y": 0.9, "kind": "c"}]
+    oracle = _oracle(tmp_path, "w", **changes)
+    oracle.warm_start = list(warm)  # as make_oracle(warm_start=...) sets it
+    for wanted in warm:  # one tuner: a trial ends before the next is asked for
+        trial = oracle.create_trial("tuner0")
+        assert {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")} == wanted
+        _finish(oracle, trial, synthetic(trial.hyperparameters.values, 1))
+    # A resumed search reloads the oracle: the warm start is spent, the search goes on with its own proposals.
+    reloaded = algorithms.make_oracle(_tuner(**changes), OBJECTIVE, seed=7, warm_start=warm)
+    reloaded.hyperparameters, reloaded.verbose = oracle.hyperparameters, 0
+    reloaded._set_project_dir(str(tmp_path), "w")
+    reloaded.reload()
+    assert reloaded.warm_used == 2
+    third = reloaded.create_trial("tuner0")
+    assert third.status == "RUNNING"
+    assert {k: v for k, v in third.hyperparameters.values.items() if not k.startswith("tuner/")} not in warm
+
+
+def test_warm_start_values_are_checked_against_each_kind_of_dimension():
+    from hypermodels.space import Choice, Fixed, Range, contains
+
+    assert contains(Range(0, 20), 12.5) and not contains(Range(0, 20), 20.5)
+    assert contains(Range(1, 9, 2, integer=True), 3) and not contains(Range(1, 9, 2, integer=True), 4)
+    assert contains(Choice(("none", "before_activation")), "none") and not contains(Choice((0, 10)), 5)
+    assert not contains(Choice((False, True)), 0) and contains(Choice((0, 10)), 10.0)
+    assert contains(Fixed(0.1), 0.1) and not contains(Fixed(0.1), 0.2)
+
+
+# -- extension -----------------------------------------------------------------------------------
+
+
+def test_raising_hyperband_iterations_continues_a_finished_run_as_one_run_would_have(smoke_run, workdir):
+    run_dir = workdir / "results" / "digits-smoke"
+    shutil.copytree(smoke_run, run_dir, ignore=shutil.ignore_patterns("report*", "costs.json", "best.yaml"))
+    kept = _outcome(run_dir)
+    assert len(kept) == 6
+    grown = _tune(workdir, "--set", "tuner.hyperband_iterations=2")
+    assert (
+        "extending run results/digits-smoke: tuner.hyperband_iterations 1 -> 2; its 6 trials so far are kept"
+        in grown.stdout
+    )
+    after = _outcome(run_dir)
+    assert len(after) == 12 and {k: after[k] for k in kept} == kept
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["tuner"]["hyperband_iterations"] == 2
+    _tune(workdir, "--name", "whole", "--set", "tuner.hyperband_iterations=2")
+    assert after == _outcome(workdir / "results" / "whole")  # the same trials, values and scores
+    before = tree_state(workdir)
+    shrink = run_cli("tune", SMOKE, "--set", "tuner.hyperband_iterations=1", cwd=workdir)
+    assert shrink.returncode == 2 and len(shrink.stderr.strip().splitlines()) == 1, shrink.stderr
+    assert "tuner.hyperband_iterations: this run was started with 2, the config now gives 1" in shrink.stderr
+    assert "can be extended (raise it), not shortened" in shrink.stderr and tree_state(workdir) == before
+
+
+@pytest.mark.parametrize(
+    "algorithm, key, old, new",
+    [("hyperband", "hyperband_iterations", 1, 2), ("bohb", "hyperband_iterations", 1, 2), ("asha", "max_trials", 4, 7)],
+)
+def test_an_extended_oracle_goes_on_where_a_reloaded_one_stops(tmp_path, algorithm, key, old, new):
+    oracle = _oracle(tmp_path, "x", algorithm=algorithm, **{key: old})
+    done = _run_sequentially(oracle)
+    assert oracle.create_trial("tuner0").status == "STOPPED"
+
+    def reload(value: int, extend: bool):
+        tuner = _tuner(algorithm=algorithm, **{key: value})
+        fresh = algorithms.make_oracle(tuner, OBJECTIVE, seed=7)
+        fresh.hyperparameters, fresh.verbose = oracle.hyperparameters, 0
+        fresh._set_project_dir(str(tmp_path), "x")
+        fresh.reload()
+        if extend:
+            algorithms.extend(fresh, tuner)
+        return fresh
+
+    if algorithm != "asha":  # KerasTuner's reload restores the saved hyperband_iterations: without extend, done
+        assert reload(new, extend=False).create_trial("tuner0").status == "STOPPED"
+    grown = reload(new, extend=True)
+    more = _run_sequentially(grown)
+    assert more and all(t.trial_id not in {d.trial_id for d in done} for t in more)
+    assert set(grown.trials) >= {d.trial_id for d in done}  # the old trials are kept
+    if algorithm == "asha":
+        assert sum(t.hyperparameters.values["tuner/round"] == 0 for t in grown.trials.values()) == new
+    if algorithm != "asha":  # Hyperband's brackets (and BOHB's model) run as they would have in one search
+        whole = _oracle(tmp_path, "whole", algorithm=algorithm, **{key: new})
+        assert [t.hyperparameters.values for t in _run_sequentially(whole)] == [
+            grown.trials[t].hyperparameters.values for t in sorted(grown.trials)
+        ]
