@@ -276,8 +276,8 @@ class Costs:
         p.add_argument(
             "--remeasure",
             action="store_true",
-            help="measure every architecture again (default: only those costs.json lacks; all when it was "
-            "measured on another machine)",
+            help="measure every architecture again, on this machine (default: only those costs.json lacks, "
+            "which must have been measured here)",
         )
 
     @staticmethod

@@ -16,9 +16,10 @@ what `ktsearch train` saves) and records
   so that other work on the machine does not favour one of them.
 
 The device (the first GPU TensorFlow sees, else the CPU), the CPU model (`lscpu`), TensorFlow's
-thread settings and the versions are recorded with the costs in `RUN_DIR/costs.json`; latencies are
-comparable only with those of the same machine, so a file measured elsewhere is measured again in
-full before anything is added to it.
+thread settings and the versions are recorded with the costs in `RUN_DIR/costs.json`. Latencies
+compare only on one machine, and a file may hold the target device's (measured there, copied back):
+architectures are added to a file only on the machine that measured it; elsewhere `--remeasure`
+replaces it all.
 """
 
 from __future__ import annotations
@@ -197,9 +198,15 @@ def measure(hypermodel, items: dict[str, dict], input_shape: tuple, log: Callabl
     return out
 
 
-def measure_run(run_dir: str | Path, log: Callable[[str], None] = print, remeasure: bool = False) -> tuple[dict, int]:
-    """Measure the run's architectures that costs.json lacks (all with `remeasure`, or when it was
-    measured on another machine); returns (the costs file's content, architectures measured now)."""
+def measure_run(
+    run_dir: str | Path, log: Callable[[str], None] = print, remeasure: bool = False, strict: bool = True
+) -> tuple[dict, int]:
+    """Measure the run's architectures that costs.json lacks (all with `remeasure`); returns (the costs
+    file's content, architectures measured now).
+
+    A costs.json measured on another machine that lacks some of the run's architectures is left as it
+    is (its latencies may be the target device's): UserError saying so, or with `strict` False a warning
+    to `log` and the file's content unchanged."""
     from search.models import build_hypermodel
     from search.runtime import import_tensorflow
 
@@ -218,17 +225,20 @@ def measure_run(run_dir: str | Path, log: Callable[[str], None] = print, remeasu
     old = None if remeasure else read(run_dir)
     if old is None and not remeasure and (run_dir / COSTS_FILE).exists():
         log(f"{run_dir / COSTS_FILE} is not a costs file ktsearch can read: measuring every architecture again")
-    if (
-        old is not None
-        and not same_machine(old["measured"], here)
-        and any(a not in old["architectures"] for a in found)
-    ):
+    missing = [arch for arch in found if old is not None and arch not in old["architectures"]]
+    if old is not None and missing and not same_machine(old["measured"], here):
+        # Latencies compare on one machine only, and those of the file may be the target device's: never mixed,
+        # never replaced without being asked.
         was = old["measured"]
-        log(
-            f"{COSTS_FILE} was measured on {was.get('device')} ({was.get('cpu')}); this machine is {here['device']} "
-            f"({here['cpu']}): measuring every architecture again, so that all compare"
+        problem = (
+            f"was measured on {was.get('device')} ({was.get('cpu')}), this machine is {here['device']} "
+            f"({here['cpu']}): {len(missing)} architecture(s) of the run are not in it; measure them on that machine "
+            f"(ktsearch costs {run_dir}), or all of them here: ktsearch costs {run_dir} --remeasure"
         )
-        old = None
+        if strict:
+            raise UserError(str(run_dir / COSTS_FILE), "", problem)
+        log(f"warning: {run_dir / COSTS_FILE} {problem}; showing the {len(old['architectures'])} measured")
+        return old, 0
     known = {} if old is None else old["architectures"]
     todo = [arch for arch in found if arch not in known]
     if todo:

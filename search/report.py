@@ -550,7 +550,7 @@ def report(
     if measure and any(t["status"] == "COMPLETED" for t in trials):
         from search import costs
 
-        costs.measure_run(run_dir, log)
+        costs.measure_run(run_dir, log, strict=False)  # costs from another machine are shown, not replaced
     imp = importance(trials, dims, runs.direction(objective))
     fronts = pareto_fronts(run_dir, trials, objective)
     plots = _plots(run_dir, config, trials, imp, dims, objective) + _front_plots(run_dir, fronts, objective)

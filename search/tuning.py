@@ -397,5 +397,8 @@ def final_report(cfg: SearchConfig, summary: dict) -> str:
         "export the best configuration, then train it:",
         f"  ktsearch export {run}",
         f"  ktsearch train {_shell_path(cfg.run_dir / runs.EXPORT_FILE)}",
+        "or the best that fits a device (size and latency per architecture, measured on this machine):",
+        f"  ktsearch costs {run}",
+        f"  ktsearch export {run} --max-latency-ms X --max-size-mb Y",
     ]
     return "\n".join(lines)

@@ -15,6 +15,8 @@ from search import costs, runs
 from search.runtime import cpu_model
 from tests.conftest import run_cli, tree_state
 
+pytestmark = pytest.mark.slow  # every test here reads the shared digits search (`smoke_run`)
+
 
 @pytest.fixture(scope="module")
 def measured(smoke_run, tmp_path_factory) -> Path:
@@ -62,7 +64,9 @@ def test_costs_are_measured_once_per_architecture_with_the_machine_recorded(meas
     assert f"{len(arch)} architecture(s), {len(arch)} measured now" in out and f"on CPU ({cpu_model()}" in out
 
 
-def test_costs_are_not_measured_twice_and_a_file_from_another_machine_is_measured_again(measured, tmp_path):
+def test_costs_are_not_measured_twice_and_a_file_from_another_machine_is_never_mixed_nor_replaced_unasked(
+    measured, tmp_path
+):
     run_dir = tmp_path / "run"
     shutil.copytree(measured, run_dir)
     before = json.loads((run_dir / costs.COSTS_FILE).read_text())
@@ -70,15 +74,22 @@ def test_costs_are_not_measured_twice_and_a_file_from_another_machine_is_measure
     assert again.returncode == 0, again.stderr
     assert "0 measured now" in again.stdout
     assert json.loads((run_dir / costs.COSTS_FILE).read_text())["architectures"] == before["architectures"]
-    # Measured elsewhere, and one architecture missing: every latency is taken again on this machine.
+    # Measured elsewhere (on the target device, say), and one architecture missing (the run was extended):
+    # those latencies are never mixed with this machine's, nor replaced unasked.
     other = json.loads(json.dumps(before))
     other["measured"]["cpu"] = "Some Other CPU"
     dropped = sorted(other["architectures"])[0]
     del other["architectures"][dropped]
     (run_dir / costs.COSTS_FILE).write_text(json.dumps(other))
-    proc = run_cli("costs", str(run_dir), cwd=tmp_path)
+    kept = tree_state(run_dir)
+    for argv in (["costs", str(run_dir)], ["export", str(run_dir), "--max-size-mb", "100"]):
+        proc = run_cli(*argv, cwd=tmp_path)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert f"costs.json: was measured on CPU (Some Other CPU), this machine is CPU ({cpu_model()})" in proc.stderr
+        assert "1 architecture(s) of the run are not in it" in proc.stderr and "--remeasure" in proc.stderr
+    assert tree_state(run_dir) == kept
+    proc = run_cli("costs", str(run_dir), "--remeasure", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "was measured on CPU (Some Other CPU)" in proc.stdout and "measuring every architecture again" in proc.stdout
     after = json.loads((run_dir / costs.COSTS_FILE).read_text())
     assert after["measured"]["cpu"] == cpu_model() and set(after["architectures"]) == set(before["architectures"])
     assert f"{len(before['architectures'])} measured now" in proc.stdout

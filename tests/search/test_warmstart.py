@@ -29,6 +29,7 @@ def _tune(workdir: Path, *args: str):
 # -- warm start --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_warm_started_search_begins_with_the_earlier_runs_best_configurations(smoke_run, workdir):
     first = _tune(workdir, "--name", "warm", "--from", str(smoke_run), "--top", "3")
     run_dir = workdir / "results" / "warm"
@@ -64,6 +65,7 @@ def test_a_warm_started_search_begins_with_the_earlier_runs_best_configurations(
     assert tree_state(workdir) == before
 
 
+@pytest.mark.slow
 def test_a_warm_start_outside_the_new_space_names_the_trial_and_the_dimension(smoke_run, workdir):
     best = distinct_top(runs.read_trials(smoke_run), "val_accuracy", 1)[0]
     rotation = best["hyperparameters"]["augmentation.rotation_range"]
@@ -111,6 +113,7 @@ def test_warm_start_values_are_checked_against_each_kind_of_dimension():
 # -- extension -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_raising_hyperband_iterations_continues_a_finished_run_as_one_run_would_have(smoke_run, workdir):
     run_dir = workdir / "results" / "digits-smoke"
     shutil.copytree(smoke_run, run_dir, ignore=shutil.ignore_patterns("report*", "costs.json", "best.yaml"))
