@@ -78,11 +78,3 @@ def make_oracle(
         )
     cls = RandomSearch if algorithm == "random" else BayesianSearch
     return cls(max_trials=tuner.max_trials, **common)
-
-
-def extend(oracle, tuner) -> None:
-    """Give a reloaded oracle the config's `hyperband_iterations` (KerasTuner's `HyperbandOracle.set_state`
-    restores the saved one from oracle.json); raised, a finished search goes on with new brackets.
-    `max_trials` needs nothing: no oracle reloads it."""
-    if tuner.algorithm in ("hyperband", "bohb"):
-        oracle.hyperband_iterations = tuner.hyperband_iterations

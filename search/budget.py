@@ -161,7 +161,12 @@ class SearchOracle(private_api.OracleHooks):
         return state
 
     def set_state(self, state):
+        configured = getattr(self, "hyperband_iterations", None)  # Hyperband's and BOHB's, from the config
         super().set_state(state)
+        if configured is not None:
+            # KerasTuner's `HyperbandOracle.set_state` restores the saved count; the config's wins, so that a
+            # finished search given more iterations goes on (a run can be extended, never shortened: `search.tuning`).
+            self.hyperband_iterations = configured
         saved = state.get(STATE_KEY) or {}  # absent in runs made before the budget existed
         self.spent_before = float(saved.get("spent_s", 0.0))
         self.session_start = self.clock()

@@ -62,9 +62,9 @@ def read(run_dir: str | Path) -> dict | None:
     return data if ok and isinstance(data.get("trials"), dict) else None
 
 
-def trial_costs(run_dir: str | Path) -> dict[str, dict]:
-    """{trial id: its architecture's costs (with "architecture": its id)} of the measured trials."""
-    data = read(run_dir)
+def trial_costs(data: dict | None) -> dict[str, dict]:
+    """{trial id: its architecture's costs (with "architecture": its id)} of the measured trials of a costs
+    file's content (`read`; None: no trial measured)."""
     if data is None:
         return {}
     out = {}

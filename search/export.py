@@ -9,9 +9,11 @@ training epochs, and provenance.
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import NamedTuple
 
 from search import integrity, runs
 from search.config import SearchConfig, dump_yaml
@@ -54,15 +56,21 @@ def fixed_hyperparameters(space, values: dict) -> dict:
 
 RANKINGS = ("auto", "finalists", "search")
 
-# Device constraints of `export --max-*`: key -> (flag, the cost it bounds, how a value reads).
+
+class Constraint(NamedTuple):
+    """A device constraint of `export --max-*`."""
+
+    flag: str
+    value: Callable[[dict], float]  # what it bounds, from an architecture's costs (`search.costs`)
+    text: Callable[[float], str]  # how a value reads
+    least: str  # the trial with the lowest value, in words
+
+
 CONSTRAINTS = {
-    "max_params": ("--max-params", lambda c: c["params"], lambda v: f"{v:,} params", "smallest"),
-    "max_size_mb": ("--max-size-mb", lambda c: c["size_bytes"] / 1e6, lambda v: f"{v:.3f} MB", "smallest"),
-    "max_latency_ms": (
-        "--max-latency-ms",
-        lambda c: c["latency_ms"]["1"]["median"],
-        lambda v: f"{v:.3f} ms at batch 1",
-        "fastest",
+    "max_params": Constraint("--max-params", lambda c: c["params"], lambda v: f"{v:,} params", "smallest"),
+    "max_size_mb": Constraint("--max-size-mb", lambda c: c["size_bytes"] / 1e6, lambda v: f"{v:.3f} MB", "smallest"),
+    "max_latency_ms": Constraint(
+        "--max-latency-ms", lambda c: c["latency_ms"]["1"]["median"], lambda v: f"{v:.3f} ms at batch 1", "fastest"
     ),
 }
 
@@ -77,7 +85,7 @@ def check_constraints(constraints: dict | None) -> dict:
             raise UserError("constraints", key, f"expected one of {', '.join(CONSTRAINTS)}")
         if value is None:
             continue
-        flag = CONSTRAINTS[key][0]
+        flag = CONSTRAINTS[key].flag
         number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if not number or value <= 0 or (key == "max_params" and value != int(value)):
             what = "a positive integer" if key == "max_params" else "a positive number"
@@ -86,26 +94,32 @@ def check_constraints(constraints: dict | None) -> dict:
     return out
 
 
-def _eligible(run_dir: Path, trials: list[dict], constraints: dict, objective: str) -> tuple[list[dict], dict, str]:
-    """(completed trials that meet every constraint, best first; trial id -> costs; a line saying so), or
-    UserError naming the constraint no trial meets and the closest trial."""
+def _eligible(
+    run_dir: Path, trials: list[dict], constraints: dict, objective: str
+) -> tuple[list[dict], dict, str, str]:
+    """(completed trials that meet every constraint, best first; trial id -> costs; where they were measured;
+    a line saying how many meet them), or UserError naming the constraint no trial meets and the closest trial."""
     from search.costs import read, trial_costs, where
 
-    costs = trial_costs(run_dir)
     data = read(run_dir)
-    done = [t for t in trials if t["status"] == "COMPLETED" and t["score"] is not None and t["trial_id"] in costs]
-    if not done or data is None:
+    costs = trial_costs(data)
+    done = [t for t in runs.ranked(trials, objective) if t["trial_id"] in costs]  # best first
+    if not done:
         raise UserError(str(run_dir), "", f"has no measured costs; run: ktsearch costs {run_dir}")
     measured = where(data)
-    done.sort(key=lambda t: (-t["score"] if runs.direction(objective) == "max" else t["score"], t["trial_id"]))
 
     def excess(t: dict) -> dict[str, float]:
         """Per constraint, how far over it the trial is (relative; 0 when met)."""
-        return {k: max(0.0, CONSTRAINTS[k][1](costs[t["trial_id"]]) / limit - 1) for k, limit in constraints.items()}
+        return {k: max(0.0, CONSTRAINTS[k].value(costs[t["trial_id"]]) / limit - 1) for k, limit in constraints.items()}
 
     ok = [t for t in done if not any(excess(t).values())]
     if ok:
-        return ok, costs, f"{len(ok)} of {len(done)} completed trials meet the constraints (costs measured {measured})"
+        return (
+            ok,
+            costs,
+            measured,
+            f"{len(ok)} of {len(done)} completed trials meet the constraints (costs measured {measured})",
+        )
     for key, limit in constraints.items():  # one that no trial meets on its own
         flag, value, text, least = CONSTRAINTS[key]
         lowest = min(value(costs[t["trial_id"]]) for t in done)
@@ -119,14 +133,14 @@ def _eligible(run_dir: Path, trials: list[dict], constraints: dict, objective: s
             )
     closest = min(done, key=lambda t: max(excess(t).values()))  # `done` is best first: ties go to the better
     over = excess(closest)
-    have = ", ".join(CONSTRAINTS[k][2](CONSTRAINTS[k][1](costs[closest["trial_id"]])) for k in constraints)
+    have = ", ".join(CONSTRAINTS[k].text(CONSTRAINTS[k].value(costs[closest["trial_id"]])) for k in constraints)
     worst = max(over, key=over.get)
-    flags = " and ".join(f"{CONSTRAINTS[k][0]} {v}" for k, v in constraints.items())
+    flags = " and ".join(f"{CONSTRAINTS[k].flag} {v}" for k, v in constraints.items())
     raise UserError(
         flags,
         "",
         f"no trial of {run_dir} meets them together: the closest, trial {closest['trial_id']} ({objective} "
-        f"{closest['score']:.4f}), has {have}: over {CONSTRAINTS[worst][0]} by {100 * over[worst]:.0f}% "
+        f"{closest['score']:.4f}), has {have}: over {CONSTRAINTS[worst].flag} by {100 * over[worst]:.0f}% "
         f"(measured {measured})",
     )
 
@@ -191,9 +205,9 @@ def build_export(
     best = trial or runs.best_trial(trials, tuner.objective)
     if best is None:
         raise UserError(str(run_dir), "", "has no completed trial yet, so there is nothing to export")
-    allowed, costs, fit = None, {}, ""
+    allowed, costs, measured, fit = None, {}, "", ""
     if constraints and trial is None:
-        eligible, costs, fit = _eligible(run_dir, trials, constraints, tuner.objective)
+        eligible, costs, measured, fit = _eligible(run_dir, trials, constraints, tuner.objective)
         allowed, best = {t["trial_id"] for t in eligible}, eligible[0]
     finalists, note = (None, "") if trial is not None else _finalists(run_dir, trials, best, ranking, allowed)
     if finalists is not None:
@@ -217,8 +231,6 @@ def build_export(
     if finalists is not None:
         provenance["finalists"] = _spread(finalists)
     if constraints:
-        from search.costs import read, where
-
         cost = costs[best["trial_id"]]
         provenance["constraints"] = constraints
         provenance["costs"] = {
@@ -226,9 +238,9 @@ def build_export(
             "params": cost["params"],
             "size_mb": round(cost["size_bytes"] / 1e6, 6),
             "latency_ms": {batch: lat["median"] for batch, lat in cost["latency_ms"].items()},
-            "measured": where(read(run_dir)),
+            "measured": measured,
         }
-        has = ", ".join(CONSTRAINTS[k][2](CONSTRAINTS[k][1](cost)) for k in CONSTRAINTS)
+        has = ", ".join(c.text(c.value(cost)) for c in CONSTRAINTS.values())
         fit = f"constraints: trial {best['trial_id']} has {has}; {fit}"
         note = f"{note}\n{fit}" if note else fit
     export = {

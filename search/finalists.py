@@ -26,10 +26,8 @@ RULE = (
 
 def distinct_top(trials: list[dict], objective: str, k: int) -> list[dict]:
     """The best trial of each of the `k` best distinct configurations (same hyperparameters: one configuration)."""
-    done = [t for t in trials if t["status"] == "COMPLETED" and t["score"] is not None and math.isfinite(t["score"])]
-    sign = -1 if runs.direction(objective) == "max" else 1
     chosen, seen = [], set()
-    for t in sorted(done, key=lambda t: (sign * t["score"], t["trial_id"])):
+    for t in runs.ranked(trials, objective):
         key = repr(sorted(t["hyperparameters"].items()))
         if key not in seen:
             seen.add(key)

@@ -244,20 +244,14 @@ FRONTS = {  # axis: (label, value of a trial's costs)
 }
 
 
-def trial_costs(run_dir: Path) -> dict[str, dict]:
-    from search.costs import trial_costs as read
-
-    return read(run_dir)
-
-
 def pareto_fronts(run_dir: Path, trials: list[dict], objective: str) -> dict | None:
     """The completed trials with measured costs and, per axis of `FRONTS`, who dominates each (None: on the
     front); None when no costs are measured."""
-    from search.costs import dominators, read, where
+    from search.costs import dominators, read, trial_costs, where
 
     data = read(run_dir)
-    costs = trial_costs(run_dir)
-    done = [t for t in _top_of(trials, objective) if t["trial_id"] in costs]
+    costs = trial_costs(data)
+    done = [t for t in runs.ranked(trials, objective) if t["trial_id"] in costs]
     if data is None or not done:
         return None
     direction = runs.direction(objective)
@@ -343,12 +337,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def _top(trials: list[dict], config: SearchConfig) -> list[dict]:
-    return _top_of(trials, config.tuner.objective)
-
-
-def _top_of(trials: list[dict], objective: str) -> list[dict]:
-    done = [t for t in trials if t["status"] == "COMPLETED" and t["score"] is not None and math.isfinite(t["score"])]
-    return sorted(done, key=lambda t: t["score"], reverse=runs.direction(objective) == "max")
+    return runs.ranked(trials, config.tuner.objective)
 
 
 def workers_line(timeline: dict) -> str | None:
@@ -536,7 +525,9 @@ def report(
         )
     config, trials = load_run(run_dir)
     if fmt in ("csv", "json"):
-        text = table(trials, fmt, trial_costs(run_dir))  # the costs measured so far (`ktsearch costs`)
+        from search.costs import read, trial_costs
+
+        text = table(trials, fmt, trial_costs(read(run_dir)))  # the costs measured so far (`ktsearch costs`)
         if str(output) == "-":
             sys.stdout.write(text)
             sys.stdout.flush()

@@ -210,13 +210,17 @@ def read_budget(run_dir: str | os.PathLike) -> dict:
     return state.get("ktsearch_budget") or {}
 
 
+def ranked(trials: list[dict], objective: str) -> list[dict]:
+    """The completed trials with a finite score, best first (ties: the earlier trial)."""
+    done = [t for t in trials if t["status"] == "COMPLETED" and t["score"] is not None and math.isfinite(t["score"])]
+    sign = -1 if direction(objective) == "max" else 1
+    return sorted(done, key=lambda t: (sign * t["score"], t["trial_id"]))
+
+
 def best_trial(trials: list[dict], objective: str) -> dict | None:
     """The completed trial with the best finite score (ties: the earlier trial)."""
-    done = [t for t in trials if t["status"] == "COMPLETED" and t["score"] is not None and math.isfinite(t["score"])]
-    if not done:
-        return None
-    sign = -1 if direction(objective) == "max" else 1
-    return min(done, key=lambda t: sign * t["score"])
+    done = ranked(trials, objective)
+    return done[0] if done else None
 
 
 def timeline_accounting(timeline: dict) -> dict:

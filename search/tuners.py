@@ -314,7 +314,6 @@ def build_tuner(run: SearchRun, hypermodel):
         run=run,
     )
     if run.mode == "resume" and run.role.kind != "worker":
-        algorithms.extend(tuner.oracle, t)  # after the reload, which restored the saved budget
         oracles.forget_finished_retries(tuner.oracle)
     return tuner
 

@@ -21,7 +21,7 @@ RESUME_IGNORES = ("name", "results_dir", "distribution")  # where and on what a 
 # Keys a resumed run may change: storage and speed, not what is searched.
 RESUMABLE = {"tuner": ("keep_checkpoints", "reuse_models", "time_budget"), "data": ("cache",)}
 # Keys a resumed run may raise, not lower: how much it searches. Raising one continues a finished run with its
-# trials kept (`search.algorithms.extend` applies the new value after KerasTuner reloads the oracle).
+# trials kept (`search.budget.SearchOracle.set_state` keeps the config's value over the one oracle.json saved).
 EXTENDABLE = ("hyperband_iterations", "max_trials")
 
 
