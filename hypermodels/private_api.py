@@ -289,6 +289,23 @@ class HyperbandWithOracle(kt.Hyperband):
 PROPOSAL_STATE = ("_seed_state", "_brackets", "_current_bracket", "_current_iteration", "_random_state")
 
 
+class TrialCap(int):
+    """An oracle's `max_trials` whose `str()` is `width` characters long: the trial-id width
+    `Oracle.create_trial` derives from it (see `OracleHooks.create_trial`). Arithmetic, `repr` and
+    formatting are the int's."""
+
+    def __new__(cls, value: int, width: int):
+        cap = super().__new__(cls, value)
+        cap.width = width
+        return cap
+
+    def __str__(self) -> str:
+        return "9" * self.width
+
+    def __format__(self, spec: str) -> str:
+        return format(int(self), spec)
+
+
 class OracleHooks:
     """A KerasTuner `Oracle` mixin: its private proposal steps, under names of ours.
 
@@ -304,6 +321,16 @@ class OracleHooks:
     """
 
     HASH_IGNORES: tuple[str, ...] = ()
+    id_width: int | None = None  # digits of the run's trial ids, when known before its trials are (a replay)
+
+    def create_trial(self, tuner_id):
+        # `Oracle.create_trial` pads a new trial id to `len(str(self.max_trials))` digits, so a run extended
+        # from 9 to 12 trials would number '7', '8', '09', '10'. Its ids keep the width of its shortest one
+        # (trial 0's): '8', '9', '10'; `search.runs.trial_order` sorts them.
+        width = self.id_width or min((len(trial_id) for trial_id in self.trials), default=None)
+        if self.max_trials and width:
+            self.max_trials = TrialCap(int(self.max_trials), width)
+        return super().create_trial(tuner_id)
 
     def _random_values(self):
         values = self.propose_values()
@@ -359,6 +386,21 @@ def random_proposal(oracle) -> dict:
     `_random_populate_space`, what it does for its initial points), whether or not it has enough
     results for its Gaussian process: a warm start's configurations come first however many they are."""
     return oracle._random_populate_space()
+
+
+def draw_state(oracle) -> list:
+    """The random state a Bayesian oracle draws the acquisition's starting points from, as JSON
+    (``keras_tuner/src/tuners/bayesian.py``: `_random_state`, seeded in `__init__` and not saved by
+    `get_state`, so a resumed search would draw its first points again)."""
+    kind, keys, position, has_gauss, cached = oracle._random_state.get_state()
+    return [kind, keys.tolist(), int(position), int(has_gauss), float(cached)]
+
+
+def set_draw_state(oracle, saved: list) -> None:
+    import numpy as np
+
+    kind, keys, position, has_gauss, cached = saved
+    oracle._random_state.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
 
 
 def retry_queue(oracle) -> list:

@@ -18,6 +18,8 @@ from search.asha import AshaOracle
 from search.bohb import BohbOracle
 from search.budget import SearchOracle
 
+DRAW_STATE_KEY = "ktsearch_bayesian_draws"
+
 
 class HyperbandSearch(SearchOracle, kt.oracles.HyperbandOracle):
     pass
@@ -43,7 +45,16 @@ class _WarmBayesian(kt.oracles.BayesianOptimizationOracle):
 
 
 class BayesianSearch(SearchOracle, _WarmBayesian):
-    pass
+    """Saves the random state KerasTuner does not, so that a resumed (or extended, or replayed) search proposes
+    what the uninterrupted one would have."""
+
+    def get_state(self):
+        return super().get_state() | {DRAW_STATE_KEY: private_api.draw_state(self)}
+
+    def set_state(self, state):
+        super().set_state(state)
+        if state.get(DRAW_STATE_KEY):  # absent in runs made before it was saved: drawn from the seed again
+            private_api.set_draw_state(self, state[DRAW_STATE_KEY])
 
 
 def make_oracle(

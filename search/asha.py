@@ -22,6 +22,7 @@ import keras_tuner as kt
 
 from hypermodels import private_api
 from search.plan import rung_epochs
+from search.runs import trial_order
 
 TUNER_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round")
 
@@ -57,7 +58,7 @@ class AshaOracle(private_api.OracleHooks, kt.Oracle):
         """Completed trials, best first (ties: the earlier trial)."""
         sign = -1.0 if self.objective.direction == "max" else 1.0
         done = [t for t in trials if t.status == "COMPLETED" and t.score is not None]
-        return sorted(done, key=lambda t: (sign * t.score, t.trial_id))
+        return sorted(done, key=lambda t: (sign * t.score, trial_order(t.trial_id)))
 
     def promotable(self) -> tuple[object, int] | None:
         """(trial, its rung) to promote next: from the highest rung that has one; None when none has."""

@@ -28,6 +28,7 @@ import keras_tuner as kt
 import numpy as np
 
 from hypermodels import private_api
+from search.runs import trial_order
 
 STATE_KEY = "ktsearch_bohb"
 
@@ -202,7 +203,7 @@ class BohbOracle(private_api.OracleHooks, kt.oracles.HyperbandOracle):
         sign = -1.0 if self.objective.direction == "max" else 1.0
         # In trial-id order: KerasTuner's reload fills `trials` in the file system's order, and the
         # model's draws index the rows, so a resumed search must see the rows as the uninterrupted one.
-        for _, trial in sorted(self.trials.items()):
+        for _, trial in sorted(self.trials.items(), key=lambda item: trial_order(item[0])):
             values = trial.hyperparameters.values
             if trial.status != "COMPLETED" or trial.score is None or "tuner/epochs" not in values:
                 continue

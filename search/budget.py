@@ -25,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from hypermodels import private_api
+from search.runs import trial_order
 
 STATE_KEY = "ktsearch_budget"
 WARM_KEY = "ktsearch_warm_start"
@@ -163,6 +164,11 @@ class SearchOracle(private_api.OracleHooks):
     def set_state(self, state):
         configured = getattr(self, "hyperband_iterations", None)  # Hyperband's and BOHB's, from the config
         super().set_state(state)
+        # KerasTuner's reload fills `trials` in the file system's order; what reads them in order (Bayesian
+        # optimisation's observations) must see them as the uninterrupted search did.
+        ordered = sorted(self.trials.items(), key=lambda item: trial_order(item[0]))
+        self.trials.clear()
+        self.trials.update(ordered)
         if configured is not None:
             # KerasTuner's `HyperbandOracle.set_state` restores the saved count; the config's wins, so that a
             # finished search given more iterations goes on (a run can be extended, never shortened: `search.tuning`).

@@ -90,7 +90,9 @@ def summarize(config, chosen: list[dict], results: dict, seeds: list[int]) -> di
             }
         )
     scored = [r for r in rows if r["objective"]["n"]]
-    scored.sort(key=lambda r: (-r["objective"]["mean"] if maximize else r["objective"]["mean"], r["trial_id"]))
+    scored.sort(
+        key=lambda r: (-r["objective"]["mean"] if maximize else r["objective"]["mean"], runs.trial_order(r["trial_id"]))
+    )
     leader = scored[0] if scored else None
     for rank, row in enumerate(scored, 1):
         row["rank"] = rank

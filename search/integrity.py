@@ -99,7 +99,7 @@ def scan(run_dir: str | os.PathLike, finalize: bool = False) -> list[Damage]:
         _, problem = read_oracle(path) if path.name == ORACLE_FILE else runs.load_json(path)
         if problem:
             found.append(Damage(path, problem))
-    for trial_dir in sorted(tuner_dir.glob("trial_*")):
+    for trial_dir in runs.trial_dirs(tuner_dir):
         for name, reader in ((TRIAL_FILE, runs.read_trial), (runs.RECORD_FILE, runs.read_record)):
             _, problem = reader(trial_dir / name)
             if problem:

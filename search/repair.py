@@ -57,7 +57,7 @@ def _rebuild_by_replay(run, hypermodel, damage: list, broken_trials: set[Path]) 
     oracle_file = tuner_dir / integrity.ORACLE_FILE
     first = next(d for d in damage if d.path == oracle_file or d.path.parent in broken_trials)
     recorded, records = {}, {}
-    for trial_dir in sorted(tuner_dir.glob("trial_*")):
+    for trial_dir in runs.trial_dirs(tuner_dir):
         trial_id = trial_dir.name.removeprefix("trial_")
         state, _ = runs.read_trial(trial_dir / integrity.TRIAL_FILE)
         if state is not None:
@@ -79,7 +79,7 @@ def _rebuild_by_replay(run, hypermodel, damage: list, broken_trials: set[Path]) 
         ) from None
     old, _ = integrity.read_oracle(oracle_file)
     state["ktsearch_budget"] = (old or {}).get("ktsearch_budget") or _budget_from_records(run.config, records)
-    for trial_dir in sorted(broken_trials):
+    for trial_dir in sorted(broken_trials, key=lambda d: runs.trial_order(d.name)):
         path = trial_dir / integrity.TRIAL_FILE
         kept = integrity.set_aside(path)
         trial = rebuilt[trial_dir.name.removeprefix("trial_")]
@@ -116,10 +116,11 @@ def replay(config, hypermodel, recorded: dict, records: dict) -> tuple[dict, dic
     objective = kt.Objective(t.objective, runs.direction(t.objective))
     oracle = algorithms.make_oracle(t, objective, oracle_seed(config.seed), warm_start=warmstart.values(config.run_dir))
     oracle.verbose = 0
+    oracle.id_width = min(map(len, recorded), default=None)  # the run's, which a run extended past it keeps
     with tempfile.TemporaryDirectory(prefix="ktsearch-replay-") as scratch:
         kt.Tuner(oracle=oracle, hypermodel=hypermodel, directory=scratch, project_name="replay")  # declares the space
         rebuilt = {}
-        for i, trial_id in enumerate(sorted(recorded)):
+        for i, trial_id in enumerate(sorted(recorded, key=runs.trial_order)):
             trial = oracle.create_trial(f"replay-{i}")
             if trial.status != "RUNNING" or trial.trial_id != trial_id:
                 raise _Mismatch(f"a fresh oracle does not propose trial {trial_id} at its place")

@@ -178,11 +178,22 @@ def read_json(path: Path) -> dict | None:
         return None  # missing or damaged: `search.integrity` tells which
 
 
+def trial_order(trial_id: str) -> tuple[int, str]:
+    """Sort key of trial ids in the order the trials were created. Ids are zero-padded numbers whose
+    width only grows ('8', '9', '10' in a run extended past its first width: `OracleHooks.create_trial`)."""
+    return len(trial_id), trial_id
+
+
+def trial_dirs(tuner_dir: str | os.PathLike) -> list[Path]:
+    """A tuner directory's `trial_*` folders, in trial order."""
+    return sorted(Path(tuner_dir).glob("trial_*"), key=lambda d: trial_order(d.name))
+
+
 def read_trials(run_dir: str | os.PathLike) -> list[dict]:
     """Every trial of a run, in trial-id order, joined with ktsearch's epoch record (rebuilt from
     `trial.json` when `epochs.json` is damaged; a damaged `trial.json` leaves its trial out)."""
     trials = []
-    for trial_dir in sorted((Path(run_dir) / TUNER_DIR).glob("trial_*")):
+    for trial_dir in trial_dirs(Path(run_dir) / TUNER_DIR):
         state, _ = read_trial(trial_dir / "trial.json")
         if state is None:  # not written yet, or damaged (`search.integrity.scan` names it)
             continue
@@ -214,7 +225,7 @@ def ranked(trials: list[dict], objective: str) -> list[dict]:
     """The completed trials with a finite score, best first (ties: the earlier trial)."""
     done = [t for t in trials if t["status"] == "COMPLETED" and t["score"] is not None and math.isfinite(t["score"])]
     sign = -1 if direction(objective) == "max" else 1
-    return sorted(done, key=lambda t: (sign * t["score"], t["trial_id"]))
+    return sorted(done, key=lambda t: (sign * t["score"], trial_order(t["trial_id"])))
 
 
 def best_trial(trials: list[dict], objective: str) -> dict | None:

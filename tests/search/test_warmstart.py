@@ -4,17 +4,23 @@ processes on digits; the oracles' part also driven directly, as KerasTuner drive
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 
+import keras_tuner as kt
 import pytest
 import yaml
 
+from hypermodels import private_api
 from search import algorithms, runs, warmstart
+from search.config import load_config
 from search.finalists import distinct_top
-from tests.conftest import run_cli, tree_state
-from tests.search.test_algorithms import OBJECTIVE, _finish, _oracle, _run_sequentially, _tuner, synthetic
+from search.repair import replay
+from search.seeding import oracle_seed
+from tests.conftest import CONFIGS, run_cli, tree_state
+from tests.search.test_algorithms import OBJECTIVE, _finish, _oracle, _run_sequentially, _space, _tuner, synthetic
 from tests.search.test_reliability import _outcome
 
 SMOKE = "configs/digits_smoke.yaml"
@@ -162,5 +168,51 @@ def test_an_extended_oracle_goes_on_where_a_reloaded_one_stops(tmp_path, algorit
     if algorithm != "asha":  # Hyperband's brackets (and BOHB's model) run as they would have in one search
         whole = _oracle(tmp_path, "whole", algorithm=algorithm, **{key: new})
         assert [t.hyperparameters.values for t in _run_sequentially(whole)] == [
-            grown.trials[t].hyperparameters.values for t in sorted(grown.trials)
+            grown.trials[t].hyperparameters.values for t in sorted(grown.trials, key=runs.trial_order)
         ]
+
+
+class _Declares(kt.HyperModel):
+    """A hypermodel that declares the synthetic space, for `repair.replay`'s fresh tuner."""
+
+    def build(self, hp):
+        for declared in _space().space:
+            hp.merge([declared])
+        return None
+
+
+@pytest.mark.parametrize("algorithm", ["random", "bayesian"])
+def test_trials_added_past_the_id_width_keep_their_numbering_order_and_replay(tmp_path, algorithm):
+    # KerasTuner pads ids to len(str(max_trials)) digits: raised from 9 to 12, its next id would be '09'.
+    config = load_config(CONFIGS / "digits_smoke.yaml").with_tuner(algorithm=algorithm, objective="score")
+    config = dataclasses.replace(config, results_dir=str(tmp_path / "results"))
+
+    def oracle(max_trials: int, name: str = "x"):
+        made = algorithms.make_oracle(
+            config.with_tuner(max_trials=max_trials).tuner, OBJECTIVE, oracle_seed(config.seed)
+        )
+        made.hyperparameters, made.verbose = _space(), 0
+        made._set_project_dir(str(tmp_path), name)
+        return made
+
+    first = oracle(9)
+    done = _run_sequentially(first)
+    for extended in (11, 12):  # twice: the second reload comes after Bayesian optimisation's first proposals
+        grown = oracle(extended)
+        grown.reload()
+        if algorithm == "bayesian":  # where its acquisition's starting points are drawn from, which KerasTuner resets
+            assert private_api.draw_state(grown) == private_api.draw_state(first)
+        done += _run_sequentially(grown)
+        first = grown
+    ids = [t.trial_id for t in done]
+    assert ids == [str(i) for i in range(12)]
+    assert sorted(ids, key=runs.trial_order) == ids
+    listed = sorted((tmp_path / "x").glob("trial_*"), key=lambda d: runs.trial_order(d.name))
+    assert [d.name for d in listed] == [f"trial_{i}" for i in ids]
+    whole = _run_sequentially(oracle(12, "whole"))  # the same proposals as a search started with 12
+    assert [t.hyperparameters.values for t in whole] == [t.hyperparameters.values for t in done]
+
+    # `ktsearch repair`'s replay (a damaged oracle.json) proposes the same trials under the same ids
+    recorded = {d.name.removeprefix("trial_"): json.loads((d / "trial.json").read_text()) for d in listed}
+    state, rebuilt = replay(config.with_tuner(max_trials=12), _Declares(), recorded, {})
+    assert list(rebuilt) == ids and state["ongoing_trials"] == {} and not state["retry_queue"]
