@@ -6,8 +6,8 @@ recorded trials' results in their order proposes the same trials again. `replay`
 scratch directory and checks every proposal against the recorded hyperparameters; a damaged
 `trial.json` takes the proposal's hyperparameters and its result from the trial's `epochs.json`
 (without one, the trial is handed out again and re-runs from its start). A replay that does not
-reproduce the run (a Bayesian oracle whose proposals depend on more than the results, a
-distributed run whose trials ended in another order) is refused with the file and what to do.
+reproduce the run (a hand-edited trial, a Bayesian run resumed before its random draws were
+saved, a distributed run whose trials ended in another order) is refused with the file and what to do.
 
 What cannot be rebuilt: a damaged `oracle.json` loses the trials' timeline (which worker ran what,
 when); the time spent is re-counted from the trials' records.

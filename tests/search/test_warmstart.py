@@ -195,24 +195,24 @@ def test_trials_added_past_the_id_width_keep_their_numbering_order_and_replay(tm
         made._set_project_dir(str(tmp_path), name)
         return made
 
-    first = oracle(9)
-    done = _run_sequentially(first)
+    previous = oracle(9)
+    done = _run_sequentially(previous)
     for extended in (11, 12):  # twice: the second reload comes after Bayesian optimisation's first proposals
         grown = oracle(extended)
         grown.reload()
         if algorithm == "bayesian":  # where its acquisition's starting points are drawn from, which KerasTuner resets
-            assert private_api.draw_state(grown) == private_api.draw_state(first)
+            assert private_api.draw_state(grown) == private_api.draw_state(previous)
         done += _run_sequentially(grown)
-        first = grown
+        previous = grown
     ids = [t.trial_id for t in done]
     assert ids == [str(i) for i in range(12)]
     assert sorted(ids, key=runs.trial_order) == ids
-    listed = sorted((tmp_path / "x").glob("trial_*"), key=lambda d: runs.trial_order(d.name))
+    listed = runs.trial_dirs(tmp_path / "x")
     assert [d.name for d in listed] == [f"trial_{i}" for i in ids]
     whole = _run_sequentially(oracle(12, "whole"))  # the same proposals as a search started with 12
     assert [t.hyperparameters.values for t in whole] == [t.hyperparameters.values for t in done]
 
-    # `ktsearch repair`'s replay (a damaged oracle.json) proposes the same trials under the same ids
+    # the replay that rebuilds a damaged oracle.json when tune resumes proposes the same trials under the same ids
     recorded = {d.name.removeprefix("trial_"): json.loads((d / "trial.json").read_text()) for d in listed}
     state, rebuilt = replay(config.with_tuner(max_trials=12), _Declares(), recorded, {})
     assert list(rebuilt) == ids and state["ongoing_trials"] == {} and not state["retry_queue"]
