@@ -28,7 +28,6 @@ import keras_tuner as kt
 import numpy as np
 
 from hypermodels import private_api
-from search.runs import trial_order
 
 STATE_KEY = "ktsearch_bohb"
 
@@ -201,9 +200,9 @@ class BohbOracle(private_api.OracleHooks, kt.oracles.HyperbandOracle):
         """{budget: (configurations (n, d) with NaN where inactive, losses (n,))} of the completed trials."""
         by_budget: dict[int, tuple[list, list]] = {}
         sign = -1.0 if self.objective.direction == "max" else 1.0
-        # In trial-id order: KerasTuner's reload fills `trials` in the file system's order, and the
-        # model's draws index the rows, so a resumed search must see the rows as the uninterrupted one.
-        for _, trial in sorted(self.trials.items(), key=lambda item: trial_order(item[0])):
+        # In trial-id order (the model's draws index the rows), as `SearchOracle.set_state` keeps `trials`
+        # after a reload, so a resumed search sees the rows as the uninterrupted one did.
+        for trial in self.trials.values():
             values = trial.hyperparameters.values
             if trial.status != "COMPLETED" or trial.score is None or "tuner/epochs" not in values:
                 continue
