@@ -3,10 +3,10 @@
 Importing this package is cheap; the Keras classes load on first access.
 """
 
+from hypermodels.dimensions import SearchSpace
+from hypermodels.notation import Choice, Fixed, Range, Spec
 from hypermodels.registry import register, resolve
 from hypermodels.schedules import LRSchedule
-from hypermodels.space import Choice, Fixed, Range, Spec
-from hypermodels.spaces import SearchSpace
 
 _LAZY = {
     "ImageHyperModel": "hypermodels.base",

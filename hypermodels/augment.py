@@ -20,7 +20,7 @@ import math
 import keras
 from keras import ops
 
-from hypermodels.spaces import AUGMENTATION_RANGES as RANGES
+from hypermodels.dimensions import AUGMENTATION_RANGES as RANGES
 
 
 @keras.saving.register_keras_serializable(package="ktsearch")

@@ -9,11 +9,11 @@ import keras_tuner as kt
 
 from hypermodels import augment
 from hypermodels.blocks import plain_keras
+from hypermodels.dimensions import RUNTIME_DIMS, RUNTIME_SECTIONS, SearchSpace
+from hypermodels.notation import Spec
 from hypermodels.optimizers import FusedAdam, FusedSGD
 from hypermodels.registry import DEFAULT_METRICS
 from hypermodels.schedules import LRSchedule
-from hypermodels.space import Spec
-from hypermodels.spaces import RUNTIME_DIMS, RUNTIME_SECTIONS, SearchSpace
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 PRECISIONS = ("mixed_float16", "mixed_bfloat16")  # Keras's mixed dtype policies
@@ -130,7 +130,7 @@ class ImageHyperModel(kt.HyperModel):
 
         Two trials with the same key build models of the same structure whose graphs differ
         only in variable values, so a tuner may train the second in the first's compiled model
-        after copying the fresh model's variables into it (`search.tuners.ModelPool`). The key
+        after copying the fresh model's variables into it (`search.engine.tuners.ModelPool`). The key
         is every hyperparameter value except those in `RUNTIME_DIMS`/`RUNTIME_SECTIONS`, plus
         whether an augmentation layer is present at all. A subclass whose build reads one of
         those values into its graph (or anything else that is not a hyperparameter) must

@@ -7,7 +7,7 @@ from keras import layers
 
 from hypermodels.base import BACKBONE, ImageHyperModel
 from hypermodels.blocks import backbone_input, classifier, conv_unit, unit_options
-from hypermodels.spaces import CNN_MODEL
+from hypermodels.dimensions import CNN_MODEL
 
 
 class CNNHyperModel(ImageHyperModel):

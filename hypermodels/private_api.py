@@ -326,7 +326,7 @@ class OracleHooks:
     def create_trial(self, tuner_id):
         # `Oracle.create_trial` pads a new trial id to `len(str(self.max_trials))` digits, so a run extended
         # from 9 to 12 trials would number '7', '8', '09', '10'. Its ids keep the width of its shortest one
-        # (trial 0's): '8', '9', '10'; `search.runs.trial_order` sorts them.
+        # (trial 0's): '8', '9', '10'; `search.runs.layout.trial_order` sorts them.
         width = self.id_width or min((len(trial_id) for trial_id in self.trials), default=None)
         if self.max_trials and width:
             self.max_trials = TrialCap(int(self.max_trials), width)
@@ -338,6 +338,12 @@ class OracleHooks:
 
     def propose_values(self):
         return None
+
+    def new_values(self):
+        """A new configuration as KerasTuner's oracles draw one: `propose_values`' (a warm start, BOHB's
+        model), else KerasTuner's random draw; None when the space is exhausted (an oracle that decides
+        its own trials, ASHA, calls this for a new one)."""
+        return self._random_values()
 
     def random_values(self):
         """KerasTuner's random draw (the model's fallback), or None when the space is exhausted."""
@@ -411,7 +417,7 @@ def retry_queue(oracle) -> list:
 
 def attach_project(oracle, directory: str, project_name: str) -> None:
     """Give an oracle no Tuner owns its project directory, as `Tuner.__init__` does (``oracle.py``:
-    `_set_project_dir`, no public setter): `search.simulate` drives oracles without a tuner."""
+    `_set_project_dir`, no public setter): `search.analysis.simulate` drives oracles without a tuner."""
     oracle._set_project_dir(directory, project_name)
 
 

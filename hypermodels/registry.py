@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from hypermodels.space import Spec
-from hypermodels.spaces import CNN_MODEL, RESNET_MODEL, TRANSFER_MODEL
+from hypermodels.dimensions import CNN_MODEL, RESNET_MODEL, TRANSFER_MODEL
+from hypermodels.notation import Spec
 
 _BUILTIN = {
     "cnn": ("hypermodels.cnn", "CNNHyperModel", CNN_MODEL),
@@ -69,7 +69,7 @@ def resolve(name: str) -> type:
         return getattr(importlib.import_module(module), attr)
     if ":" in name:
         return _import_class(name)
-    from hypermodels.space import did_you_mean
+    from hypermodels.notation import did_you_mean
 
     raise UnknownHyperModel(
         f"expected one of {', '.join(names())} or 'module:Class', got {name!r}{did_you_mean(name, names())}"

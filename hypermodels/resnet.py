@@ -7,7 +7,7 @@ from keras import layers
 
 from hypermodels.base import BACKBONE, ImageHyperModel
 from hypermodels.blocks import backbone_input, classifier, conv_unit, unit_options
-from hypermodels.spaces import RESNET_MODEL
+from hypermodels.dimensions import RESNET_MODEL
 
 
 class ResNetHyperModel(ImageHyperModel):

@@ -29,7 +29,7 @@ from keras import layers
 
 from hypermodels.base import BACKBONE, ImageHyperModel
 from hypermodels.blocks import classifier
-from hypermodels.spaces import TRANSFER_FAMILIES, TRANSFER_MODEL
+from hypermodels.dimensions import TRANSFER_FAMILIES, TRANSFER_MODEL
 
 
 def base_of(backbone: keras.Model) -> keras.Model:

@@ -10,36 +10,23 @@ Python API (each accepts a config path or dict)::
 
 `register_hypermodel` adds a HyperModel class usable by name in YAML. Every error ktsearch
 raises on purpose is a `KtsearchError` (`UserError`: bad input; `SearchStopped`: the search
-ended early).
-Importing this package does not import TensorFlow.
+ended early; `StorageError`: a write failed for want of storage). Importing this package does
+not import TensorFlow: `tune`, `finalize` and `train` import it when they run.
+
+The package's layout, by role (docs/development.md draws the map): `data` (sources and
+streaming), `runs` (the run directory), `algorithms` (the oracles), `distributed` (chief and
+workers), `engine` (the trial loop), `production` (export, finalize, train, serving files),
+`analysis` (plan, report, simulate); `config`, `errors`, `units`, `runtime` and `models` under
+them all, and `cli` over them.
 """
 
-from hypermodels.registry import register as register_hypermodel
 from search.config import Config, ExportConfig, SearchConfig, load_config, load_export
-from search.errors import KtsearchError, SearchStopped, UserError
-from search.export import export_best
-
-
-def tune(*args, **kwargs):
-    """Run or resume a search; see `search.tuning.tune`."""
-    from search.tuning import tune as _tune
-
-    return _tune(*args, **kwargs)
-
-
-def finalize(*args, **kwargs):
-    """Retrain a run's top configurations with several seeds; see `search.finalize.finalize`."""
-    from search.finalize import finalize as _finalize
-
-    return _finalize(*args, **kwargs)
-
-
-def train(*args, **kwargs):
-    """Train from an export; see `search.train.train`."""
-    from search.train import train as _train
-
-    return _train(*args, **kwargs)
-
+from search.engine.tune import tune
+from search.errors import KtsearchError, SearchStopped, StorageError, UserError
+from search.models import register_hypermodel
+from search.production.export import export_best
+from search.production.finalize import finalize
+from search.production.train import train
 
 __all__ = [
     "tune",
@@ -55,4 +42,5 @@ __all__ = [
     "KtsearchError",
     "UserError",
     "SearchStopped",
+    "StorageError",
 ]

@@ -14,8 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from search.distributed import DEFAULT_PORT
+from search.algorithms import ALGORITHMS, BRACKETS, RUNGS
+from search.distributed.role import DEFAULT_PORT
 from search.errors import (
+    COMMAND_LINE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_STORAGE,
@@ -89,8 +91,9 @@ class Plan:
 
     @staticmethod
     def run(args) -> int:
+        from search.algorithms.schedule import make_plan
+        from search.analysis.plan import calibrate, describe
         from search.config import load_config, parse_duration
-        from search.plan import calibrate, describe, make_plan
 
         budget = None if args.budget is None else parse_duration(args.budget)
         cfg = load_config(args.config, args.overrides)
@@ -169,9 +172,9 @@ class Tune:
 
     @staticmethod
     def run(args) -> int:
-        from search.auth import Security
-        from search.distributed import resolve_role
-        from search.tuning import tune
+        from search.distributed.auth import Security
+        from search.distributed.role import resolve_role
+        from search.engine.tune import tune
 
         security = Security(args.secret_file, args.insecure_no_auth, args.tls_cert, args.tls_key, args.tls_ca)
         role = resolve_role(args.chief, args.bind, args.worker, args.oracle, args.worker_id, security=security)
@@ -221,7 +224,7 @@ class Export:
 
     @staticmethod
     def run(args) -> int:
-        from search.export import write_export
+        from search.production.export import write_export
 
         _warn_damaged(args.run_dir)
         constraints = {"max_params": args.max_params, "max_size_mb": args.max_size_mb}
@@ -238,7 +241,7 @@ class Finalize:
     @staticmethod
     def add_arguments(p):
         _run_dir_argument(p)
-        from search.finalists import SEEDS, TOP
+        from search.production.statistics import SEEDS, TOP
 
         p.add_argument(
             "--top", type=int, default=TOP, metavar="K", help=f"distinct configurations to retrain (default {TOP})"
@@ -255,13 +258,14 @@ class Finalize:
 
     @staticmethod
     def run(args) -> int:
-        from search.finalists import FINALIZE_DIR, SUMMARY_FILE, table, verdict
-        from search.finalize import finalize
+        from search.production.finalize import finalize
+        from search.production.statistics import table, verdict
+        from search.runs.layout import FINALISTS_FILE, FINALIZE_DIR
 
         summary = finalize(args.run_dir, args.top, args.seeds, log=_say, verbose=2 * args.verbose)
         print("\n".join(["", *table(summary), "", verdict(summary)]))
         print(
-            f"wrote {Path(args.run_dir) / FINALIZE_DIR / SUMMARY_FILE}; export the pick: {PROG} export {args.run_dir}"
+            f"wrote {Path(args.run_dir) / FINALIZE_DIR / FINALISTS_FILE}; export the pick: {PROG} export {args.run_dir}"
         )
         return 0
 
@@ -282,7 +286,7 @@ class Costs:
 
     @staticmethod
     def run(args) -> int:
-        from search import costs
+        from search.production import costs
 
         _warn_damaged(args.run_dir)
         data, measured = costs.measure_run(args.run_dir, log=_say, remeasure=args.remeasure)
@@ -323,7 +327,7 @@ class Report:
 
     @staticmethod
     def run(args) -> int:
-        from search.report import report
+        from search.analysis.report import report
 
         _warn_damaged(args.run_dir)
         path = report(args.run_dir, args.format, args.output, measure=not args.no_measure, log=_say)
@@ -376,7 +380,7 @@ class Train:
 
     @staticmethod
     def run(args) -> int:
-        from search.train import train
+        from search.production.train import train
 
         metrics = train(
             args.export,
@@ -406,12 +410,12 @@ class TensorBoard:
 
     @staticmethod
     def run(args) -> int:
-        from search import runs
+        from search.runs import layout
 
-        logdir = Path(args.run_dir) / runs.TENSORBOARD_DIR
+        logdir = Path(args.run_dir) / layout.TENSORBOARD_DIR
         if not logdir.is_dir():
             raise UserError(
-                args.run_dir, "", f"expected a run directory with {runs.TENSORBOARD_DIR}/ (written by ktsearch tune)"
+                args.run_dir, "", f"expected a run directory with {layout.TENSORBOARD_DIR}/ (written by ktsearch tune)"
             )
         if not 0 <= args.port <= 65535:
             raise UserError("--port", "", f"expected a port in 0-65535, got {args.port}")
@@ -423,7 +427,7 @@ class TensorBoard:
         from search.runtime import import_tensorflow
 
         import_tensorflow()
-        from search.tensorboard import serve
+        from search.engine.tensorboard import serve
 
         try:
             url = serve(logdir, args.host, args.port)
@@ -492,7 +496,7 @@ class Simulate:
 
     @staticmethod
     def run(args) -> int:
-        from search import simulate
+        from search.analysis import simulate
         from search.config import load_config
 
         cfg = load_config(args.config, args.overrides)
@@ -553,8 +557,8 @@ def _say(line: str) -> None:
 
 
 def _warn_damaged(run_dir: str) -> None:
-    """A line on stderr per damaged file of the run (`search.integrity`): what it costs, what to do."""
-    from search import integrity
+    """A line on stderr per damaged file of the run (`search.runs.integrity`): what it costs, what to do."""
+    from search.runs import integrity
 
     integrity.warn(run_dir, lambda line: print(line, file=sys.stderr))
 
@@ -570,8 +574,6 @@ def _positive_list(text: str, flag: str) -> list[int]:
 
 
 def _algorithms(text: str) -> list[str]:
-    from search.config import ALGORITHMS
-
     names = [part.strip() for part in text.split(",")]
     for name in names:
         if name not in ALGORITHMS:
@@ -591,14 +593,15 @@ def _space_rows(cfg) -> list[str]:
 def describe(cfg) -> str:
     """`ktsearch validate`'s summary of a search config."""
     t, es = cfg.tuner, cfg.early_stopping
-    if t.hyperband:
+    schedule = ALGORITHMS[t.algorithm].schedule
+    if schedule == BRACKETS:
         budget = f"max_epochs {t.max_epochs}, factor {t.factor}, {t.hyperband_iterations} iteration(s)"
-    elif t.algorithm == "asha":
+    elif schedule == RUNGS:
         budget = f"{t.max_trials} new configurations, max_epochs {t.max_epochs}, factor {t.factor}, grace period {t.grace_period}"
     else:
         budget = f"max_trials {t.max_trials}, {t.max_epochs} epochs each"
     if t.time_budget is not None:
-        from search.plan import duration
+        from search.units import duration
 
         budget += f"; time budget {duration(t.time_budget)}"
     lines = [
@@ -651,7 +654,7 @@ def train_report(metrics: dict) -> str:
     if serving and "error" in serving:
         lines.append(f"serving files: not written ({serving['error']})")
     elif serving:
-        from search.serving import describe
+        from search.production.serving import describe
 
         lines += ["serving files, checked against the Keras model:", *describe(serving)]
     out = metrics["output_dir"]
@@ -695,6 +698,7 @@ def _quiet_excepthook(kind, value, traceback) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    COMMAND_LINE.set(True)  # errors name flags (--quantize), not a Python call's parameters (quantize=True)
     sys.unraisablehook, sys.excepthook = _quiet_unraisable, _quiet_excepthook
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides our output
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC's info lines (a refused TLS handshake) too

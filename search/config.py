@@ -23,45 +23,175 @@ from typing import Any, ClassVar
 import yaml
 
 from hypermodels import registry
-from hypermodels.space import SpaceError, did_you_mean
-from hypermodels.spaces import SearchSpace
+from hypermodels.dimensions import SearchSpace
+from hypermodels.notation import SpaceError, did_you_mean
+from search import algorithms, units
 from search.errors import UserError
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 SOURCES = ("digits", "mnist5k", "directory", "tfrecord", "npz", *(f"keras:{n}" for n in KERAS_DATASETS))
-FILE_SOURCES = ("directory", "tfrecord")  # streamed from disk (search.streaming)
+FILE_SOURCES = ("directory", "tfrecord")  # streamed from disk (search.data.streaming)
 CACHE_MODES = ("auto", "memory", "disk", "none")
 TFRECORD_FEATURES = {"image": "image/encoded", "label": "image/class/label", "class_name": "image/class/text"}
-ALGORITHMS = ("hyperband", "bohb", "asha", "random", "bayesian")
+ALGORITHMS = algorithms.NAMES
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 PRECISIONS = ("mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("mirrored",)
-# Tuner keys only some algorithms use (left out of the resolved mapping of the others).
-USED_BY = {
-    "factor": ("hyperband", "bohb", "asha"),
-    "hyperband_iterations": ("hyperband", "bohb"),
-    "max_trials": ("random", "bayesian", "asha"),
-    "grace_period": ("asha",),
-    "bohb": ("bohb",),
-}
-BOHB_DEFAULTS = {
-    "random_fraction": 1 / 3,
-    "top_fraction": 0.15,
-    "min_points": None,
-    "candidates": 64,
-    "bandwidth_factor": 3.0,
-    "min_bandwidth": 1e-3,
-}
-DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+# Tuner keys only some algorithms use (left out of the resolved mapping of the others): `search.algorithms`' table.
+USED_BY = {key: algorithms.used_by(key) for key in algorithms.SPECIFIC_KEYS}
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 OVERRIDE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
-def _key(default: Any, doc: str) -> Any:
-    """A config key: its default and its one-line documentation (docs/config.md is generated from these)."""
+# -- what a key accepts, declared with the key ---------------------------------------------------------------------
+#
+# Each key of a section (and of the `tuner.bohb` and `data.tfrecord` mappings, and the top level) declares what it
+# accepts next to its default and meaning. `_Checker.keys` applies those one-key rules in declaration order;
+# the `_check_*` functions below hold only the rules that span several keys; docs/config.md shows every range
+# (`search.reference`, from `describe`).
+
+
+def _limits(low, high, low_open: bool = False, high_open: bool = False) -> str:
+    """`≥ 1, ≤ 100` as docs/config.md writes a range (the search dimensions' tables write theirs the same way)."""
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '≥'} {_plain(low)}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '≤'} {_plain(high)}")
+    return ", ".join(parts)
+
+
+def _plain(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+@dataclass(frozen=True)
+class Accepts:
+    """What one key accepts. `check` returns the value (a number made float where `as_float`) or raises the
+    key's one-line error; `describe` is its "values" cell in docs/config.md.
+
+    kind: `int`, `number`, `fraction` (in [0, 1), or (0, 1) with `low_open`), `choice` (of `options`), `text`
+    (a non-empty string), `duration`, `size` (`[height, width]` of ints in [low, high]), or `rule`: checked
+    by a rule that spans several keys (`text` says what it takes).
+    """
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    options: tuple = ()
+    nullable: bool = False
+    noun: str = "a number"  # `number`: what the message calls it ("seconds")
+    as_float: bool = False
+    text: str = ""
+
+    def check(self, c, value: Any, key: str) -> Any:
+        if value is None and self.nullable or self.kind == "rule":
+            return value
+        if self.kind == "int":
+            return c.integer(value, key, self.low, self.high)
+        if self.kind == "fraction":
+            return c.fraction(value, key, self.low_open)
+        if self.kind == "choice":
+            return c.choice(value, key, self.options)
+        if self.kind == "text":
+            return c.string(value, key)
+        if self.kind == "duration":
+            return parse_duration(value, c, key)
+        if self.kind == "size":
+            if not isinstance(value, list) or len(value) != 2:
+                raise c.fail(key, f"expected [height, width] or null, got {value!r}")
+            return [c.integer(side, f"{key}[{i}]", self.low, self.high) for i, side in enumerate(value)]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low) if number else False
+        high_ok = self.high is None or value <= self.high if number else False
+        if not (number and low_ok and high_ok):
+            raise c.fail(key, f"expected {self.noun} {self._bounds()}, got {value!r}")
+        return float(value) if self.as_float else value
+
+    def _bounds(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"in [{self.low}, {self.high}]"
+        return f"{'>' if self.low_open else '>='} {self.low}"
+
+    def describe(self) -> str:
+        if self.kind == "rule":
+            out = self.text
+        elif self.kind == "choice":
+            out = ", ".join(f"`{o}`" for o in self.options)
+        elif self.kind == "text":
+            out = "a non-empty string"
+        elif self.kind == "duration":
+            out = "a duration > 0: seconds, or `45m`, `1h30m`, `90s`"
+        elif self.kind == "size":
+            out = f"`[height, width]`, integers {_limits(self.low, self.high)}"
+        elif self.kind == "fraction":
+            out = f"number {_limits(0, 1, self.low_open, True)}"
+        else:
+            noun = "integer" if self.kind == "int" else "number"
+            out = f"{noun} {_limits(self.low, self.high, self.low_open)}"
+        return out + (" or `null`" if self.nullable and self.kind != "rule" else "")
+
+
+def Int(low: int, high: int | None = None, nullable: bool = False) -> Accepts:
+    return Accepts("int", low, high, nullable=nullable)
+
+
+def Number(low: float, high: float | None = None, low_open: bool = False, noun: str = "a number", **kw) -> Accepts:
+    return Accepts("number", low, high, low_open, noun=noun, **kw)
+
+
+def Fraction(low_open: bool) -> Accepts:
+    return Accepts("fraction", low_open=low_open)
+
+
+def OneOf(options, nullable: bool = False) -> Accepts:
+    return Accepts("choice", options=tuple(options), nullable=nullable)
+
+
+def Text(nullable: bool = False) -> Accepts:
+    return Accepts("text", nullable=nullable)
+
+
+def Rule(text: str) -> Accepts:
+    return Accepts("rule", text=text)
+
+
+@dataclass(frozen=True)
+class Key:
+    """A key of a mapping that is not a section (the top level, `tuner.bohb`, `data.tfrecord`)."""
+
+    default: Any
+    doc: str
+    accepts: Accepts
+
+
+def _key(default: Any, doc: str, accepts: Accepts) -> Any:
+    """A section's key: its default, its one-line meaning and what it accepts (docs/config.md is generated from these)."""
+    metadata = {"doc": doc, "accepts": accepts}
     if isinstance(default, (dict, list)):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata={"doc": doc})
-    return field(default=default, metadata={"doc": doc})
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+TFRECORD_KEYS = {
+    "image": Key(TFRECORD_FEATURES["image"], "the encoded image bytes (JPEG, PNG, BMP or GIF)", Text()),
+    "label": Key(TFRECORD_FEATURES["label"], "the integer label", Text()),
+    "class_name": Key(
+        TFRECORD_FEATURES["class_name"], "the class name (`null`: none; classes are named by their labels)", Text(True)
+    ),
+}
+BOHB_KEYS = {
+    "random_fraction": Key(1 / 3, "new configurations drawn at random, once the model could propose", Fraction(False)),
+    "top_fraction": Key(0.15, "the share of a budget's results that model the good configurations", Fraction(True)),
+    "min_points": Key(None, "observations per model (`null`: searched dimensions + 1)", Int(1, 10000, nullable=True)),
+    "candidates": Key(64, "configurations sampled from the good model per proposal", Int(1, 100000)),
+    "bandwidth_factor": Key(
+        3.0, "widens the kernel the candidates are sampled from", Number(0, low_open=True, as_float=True)
+    ),
+    "min_bandwidth": Key(1e-3, "the smallest kernel bandwidth", Number(0, low_open=True, as_float=True)),
+}
+BOHB_DEFAULTS = {name: k.default for name, k in BOHB_KEYS.items()}
 
 
 class Section:
@@ -82,6 +212,11 @@ class Section:
     def defaults(cls) -> dict:
         return cls().to_dict()
 
+    @classmethod
+    def accepts(cls) -> dict[str, Accepts]:
+        """{key: what it accepts}, in declaration order."""
+        return {f.name: f.metadata["accepts"] for f in fields(cls)}
+
 
 @dataclass(frozen=True)
 class DataConfig(Section):
@@ -91,38 +226,50 @@ class DataConfig(Section):
         "wheel), `directory` (one subfolder per class, streamed from disk), `tfrecord` (TFRecord shards of "
         "`tf.train.Example`s, streamed), `npz`, or `keras:mnist`, `keras:fashion_mnist`, `keras:cifar10`, "
         "`keras:cifar100` (keras.datasets: downloads on first use; offline it is a clear error)",
+        OneOf(SOURCES),
     )
     path: str | None = _key(
         None,
         "the class-per-subfolder directory; the TFRecord shards (a file, a folder of them, or a glob such as "
         "`data/train-*`); or the `.npz` (`x_train`, `y_train`, optional `x_test`, `y_test`; images `(N,H,W)` or "
         "`(N,H,W,1|3)`; loaded with `allow_pickle=False`)",
+        Rule("a path (`directory`, `tfrecord`, `npz` only, and required by them)"),
     )
     image_size: list | None = _key(
         None,
         "`[height, width]` to resize to; `null` keeps the source's size (required for `directory` and `tfrecord`)",
+        Accepts("size", 4, 1024, nullable=True),
     )
     color_mode: str | None = _key(
-        None, "`grayscale` or `rgb` to convert; `null` keeps the source's channels (`directory`, `tfrecord`: rgb)"
+        None,
+        "`grayscale` or `rgb` to convert; `null` keeps the source's channels (`directory`, `tfrecord`: rgb)",
+        OneOf(("grayscale", "rgb"), nullable=True),
     )
-    validation_split: float = _key(0.2, "fraction held out for validation (the tuner's objective)")
+    validation_split: float = _key(
+        0.2, "fraction held out for validation (the tuner's objective)", Fraction(low_open=True)
+    )
     test_split: float = _key(
         0.1,
         "fraction held out for `train`'s final evaluation; ignored when the source has its own test set "
         "(`npz` with `x_test`, `keras:*`)",
+        Fraction(low_open=False),
     )
-    batch_size: int = _key(64, "images per batch")
-    max_examples: int | None = _key(None, "use a stratified subset of this many images (quick experiments)")
+    batch_size: int = _key(64, "images per batch", Int(1, 65536))
+    max_examples: int | None = _key(
+        None, "use a stratified subset of this many images (quick experiments)", Int(20, nullable=True)
+    )
     cache: str = _key(
         "auto",
         "`directory` and `tfrecord`: where the decoded uint8 images are kept. `auto`: in memory when the cache fits "
         "in a quarter of the machine's RAM, else `disk`; `memory`; `disk` (`<run>/cache/`); `none` (decode every "
         "epoch). Changing it does not block a resume",
+        OneOf(CACHE_MODES),
     )
     tfrecord: dict = _key(
         dict(TFRECORD_FEATURES),
-        "`tfrecord` only: the feature keys of the image bytes (`image`), the integer label (`label`) and, "
-        "optionally, the class name (`class_name`, `null` for none)",
+        "`tfrecord` only: the feature keys of the image bytes, the integer label and, optionally, the class name "
+        "(`data.tfrecord` below)",
+        Rule("a mapping: `data.tfrecord` below"),
     )
 
     def unused(self) -> tuple[str, ...]:
@@ -139,27 +286,33 @@ class HyperModelConfig(Section):
         "cnn",
         "`cnn`, `resnet`, `transfer` (a pretrained `keras.applications` backbone, [docs/transfer.md](transfer.md)), "
         "a name registered with `register_hypermodel`, or `package.module:Class`",
+        Rule("a built-in or registered name, or `module:Class`"),
     )
     optimizer: str = _key(
-        "adam", "`adam`, `sgd` (momentum 0.9), `rmsprop`; the schedule sets its learning rate every epoch"
+        "adam",
+        "`adam`, `sgd` (momentum 0.9), `rmsprop`; the schedule sets its learning rate every epoch",
+        OneOf(OPTIMIZERS),
     )
     steps_per_execution: int = _key(
         8,
         "batches per call into the compiled train/evaluation function (Keras's compile option): the same updates "
         "in the same order (tested), with Keras's per-batch Python work once per 8 batches. Batch-level callbacks, "
         "including the NaN check, see every 8th batch; epochs are unchanged",
+        Int(1, 10000),
     )
     weights: str | None = _key(
         None,
         "`transfer` only: the backbone's initial weights. `imagenet` (downloaded by Keras on first use and cached "
         "in `~/.keras/models`; offline a one-line error), `null` (random initialisation), or the path of a "
         "`.weights.h5` file of the family's base without its top (needs a single `model.family`)",
+        Rule("`imagenet`, `null` or a file"),
     )
     mixed_precision: str | None = _key(
         None,
         "`null` (float32), `mixed_float16` (GPUs: float16 compute, float32 variables, dynamic loss scaling as "
         "Keras does it) or `mixed_bfloat16` (bfloat16 compute; CPUs with AVX-512 BF16, TPUs, recent GPUs); the "
         "output layer stays float32, and `train` and the saved model use the same policy",
+        OneOf(PRECISIONS, nullable=True),
     )
 
 
@@ -170,41 +323,54 @@ class TunerConfig(Section):
         "`hyperband`, `random`, `bayesian` (KerasTuner's), `bohb` (Hyperband's brackets, new configurations from "
         "density models of good and bad ones), `asha` (asynchronous successive halving); "
         "[docs/algorithms.md](algorithms.md)",
+        OneOf(ALGORITHMS),
     )
     objective: str = _key(
-        "val_accuracy", "`loss`, `accuracy`, `val_loss`, `val_accuracy`; losses are minimised, the rest maximised"
+        "val_accuracy",
+        "`loss`, `accuracy`, `val_loss`, `val_accuracy`; losses are minimised, the rest maximised",
+        Rule("a metric the HyperModel logs, or its `val_` form"),
     )
     max_epochs: int = _key(
-        9, "the largest budget of Hyperband, BOHB and ASHA, the epochs of random/bayesian trials, and the LR horizon"
+        9,
+        "the largest budget of Hyperband, BOHB and ASHA, the epochs of random/bayesian trials, and the LR horizon",
+        Int(1, 10000),
     )
-    factor: int = _key(3, "the reduction factor η (≥ 2) of hyperband, bohb and asha")
-    hyperband_iterations: int = _key(1, "hyperband and bohb: how many times to run the whole set of brackets")
+    factor: int = _key(3, "the reduction factor η of hyperband, bohb and asha", Int(2, 100))
+    hyperband_iterations: int = _key(
+        1, "hyperband and bohb: how many times to run the whole set of brackets", Int(1, 100)
+    )
     max_trials: int = _key(
-        10, "random and bayesian: trials; asha: new configurations (rung-0 trials; promotions come on top)"
+        10,
+        "random and bayesian: trials; asha: new configurations (rung-0 trials; promotions come on top)",
+        Int(1, 100000),
     )
-    grace_period: int = _key(1, "asha only: epochs of the lowest rung, the least any configuration trains")
+    grace_period: int = _key(
+        1, "asha only: epochs of the lowest rung, the least any configuration trains", Int(1, 10000)
+    )
     bohb: dict = _key(
         dict(BOHB_DEFAULTS),
-        "bohb only: `random_fraction` of new configurations drawn at random, `top_fraction` of a budget's results "
-        "that model the good ones, `min_points` per model (`null`: dimensions + 1), `candidates` sampled per "
-        "proposal, `bandwidth_factor` widening the sampling kernel, `min_bandwidth`",
+        "bohb only: how its density models are fitted and sampled (`tuner.bohb` below)",
+        Rule("a mapping: `tuner.bohb` below"),
     )
     time_budget: float | None = _key(
         None,
         "wall-clock budget of the search: seconds, or text such as `45m`, `1h30m`, `90s`; `null`: none. Soft: no "
         "trial (or Hyperband round) starts that would not fit in what is left; the running ones finish. Counted "
         "across resumes; changing it does not block a resume. `tune --budget` overrides it",
+        Accepts("duration", nullable=True),
     )
     max_consecutive_failed_trials: int = _key(
         3,
         "the search stops (exit code 1, results kept) after this many failed trials in a row; KerasTuner then "
         "treats the run as stopped, so raise the limit with `--overwrite` or a new `--name`",
+        Int(1, 100000),
     )
     keep_checkpoints: int | None = _key(
         None,
         "keep the weights of only the N best trials (KerasTuner writes one checkpoint per trial). A trial that a "
         "Hyperband bracket in progress may still continue keeps its checkpoint until the bracket is done. `null` "
         "keeps all: ktsearch never deletes results unless told. Changing it does not block a resume",
+        Int(1, nullable=True),
     )
     reuse_models: int = _key(
         4,
@@ -212,12 +378,13 @@ class TunerConfig(Section):
         "one (only augmentation strengths and schedule values differ) trains in the kept model's already traced "
         "graphs, after a fresh build's initial weights, random-seed states and optimizer state are copied into it: "
         "same training, without the ~2.5 s of tracing per trial. Changing it does not block a resume",
+        Int(0, 64),
     )
 
     @property
     def hyperband(self) -> bool:
-        """Hyperband's brackets (`hyperband` and `bohb`)."""
-        return self.algorithm in ("hyperband", "bohb")
+        """Hyperband's brackets (`hyperband` and `bohb`: `search.algorithms`' table)."""
+        return algorithms.ALGORITHMS[self.algorithm].bracketed
 
     def unused(self) -> tuple[str, ...]:
         """Keys this algorithm ignores (left out of the resolved mapping)."""
@@ -229,9 +396,13 @@ class TunerConfig(Section):
 
 @dataclass(frozen=True)
 class EarlyStoppingConfig(Section):
-    monitor: str = _key("val_loss", "a metric the model logs (`loss`, `accuracy`, `val_loss`, `val_accuracy`)")
-    patience: int = _key(3, "epochs without improvement before stopping")
-    min_delta: float = _key(0.0, "smallest change that counts as improvement")
+    monitor: str = _key(
+        "val_loss",
+        "a metric the model logs (`loss`, `accuracy`, `val_loss`, `val_accuracy`)",
+        Rule("a metric the HyperModel logs, or its `val_` form"),
+    )
+    patience: int = _key(3, "epochs without improvement before stopping", Int(0))
+    min_delta: float = _key(0.0, "smallest change that counts as improvement", Number(0, as_float=True))
 
 
 @dataclass(frozen=True)
@@ -240,33 +411,44 @@ class DistributionConfig(Section):
         None,
         "`null`: each trial on one device; `mirrored`: `tf.distribute.MirroredStrategy` per trial "
         "([Several GPUs per trial](distributed.md#several-gpus-per-trial))",
+        OneOf(STRATEGIES, nullable=True),
     )
     devices: list | None = _key(
-        None, "with `mirrored`: device names (`[/gpu:0, /gpu:1]`); `null`: every GPU, else the CPU"
+        None,
+        "with `mirrored`: device names (`[/gpu:0, /gpu:1]`); `null`: every GPU, else the CPU",
+        Rule("a list of device names, or `null`"),
     )
     worker_timeout: float = _key(
         60,
         "distributed search: seconds without a heartbeat after which the chief hands a worker's trial to another "
         "([Distributed search](distributed.md))",
+        Number(1, 86400, noun="seconds"),
     )
 
 
 @dataclass(frozen=True)
 class TrainingConfig(Section):
-    epochs: int | None = _key(None, "epochs to train (`export` writes the best trial's best epoch + 1)")
+    epochs: int | None = _key(None, "epochs to train (`export` writes the best trial's best epoch + 1)", Int(1, 100000))
     lr_horizon: int | None = _key(
-        None, "the LR schedule's horizon (`export` writes the search's `max_epochs`); default `epochs`"
+        None,
+        "the LR schedule's horizon (`export` writes the search's `max_epochs`); default `epochs`",
+        Int(1, 100000, nullable=True),
     )
 
 
 TOP_LEVEL = {
-    "name": ("(required)", "run name: letters, digits, `.`, `_`, `-`; no path separators or `..`"),
-    "seed": (
+    "name": Key(
+        "(required)",
+        "run name: letters, digits, `.`, `_`, `-`; no path separators or `..`",
+        Rule("up to 100 letters, digits, `.`, `_`, `-`"),
+    ),
+    "seed": Key(
         1,
         "seeds Python, NumPy, TensorFlow, the data split and the oracle; trial *i* also reseeds with `seed + i` so "
         "its initial weights and augmentation stream are reproducible",
+        Int(0, 2**31 - 1),
     ),
-    "results_dir": ("results", "where runs live"),
+    "results_dir": Key("results", "where runs live", Text()),
 }
 SECTIONS = {
     "data": DataConfig,
@@ -278,8 +460,8 @@ SECTIONS = {
 }
 DEFAULTS: dict[str, Any] = {
     "name": None,
-    "seed": TOP_LEVEL["seed"][0],
-    "results_dir": TOP_LEVEL["results_dir"][0],
+    "seed": TOP_LEVEL["seed"].default,
+    "results_dir": TOP_LEVEL["results_dir"].default,
     **{name: cls.defaults() for name, cls in SECTIONS.items() if name != "training"},
 }
 for _name in ("tuner", "data"):  # every key, including those the default algorithm or source leaves out
@@ -446,6 +628,13 @@ class _Checker:
                 return UserError(self.labels.get(override, f"--set {override}"), key, message)
         return UserError(self.source, key, message)
 
+    def keys(self, values: dict, accepts: dict[str, Accepts], prefix: str) -> dict:
+        """`values` with each key checked by its own declared rule, in declaration order (numbers made float
+        where the rule says so)."""
+        for name, rule in accepts.items():
+            values[name] = rule.check(self, values[name], f"{prefix}.{name}")
+        return values
+
     def mapping(self, value: Any, key: str, allowed) -> dict:
         if value is None:
             value = {}
@@ -497,7 +686,9 @@ def read_yaml(path: str | os.PathLike) -> dict:
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(path, "", f"cannot read the file ({e.__class__.__name__}: {e})") from None
     try:
-        _check_expansion(yaml.compose(text, Loader=yaml.SafeLoader), path)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_expansion(root, path)
+        _check_duplicates(root, lambda key, message: UserError(path, key, message), "line")
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -532,6 +723,40 @@ def _check_expansion(root, path: str) -> None:
         raise UserError(path, "", f"expected a config, got YAML whose aliases expand to over {MAX_VALUES:,} values")
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _check_duplicates(root, fail, where: str, prefix: str = "") -> None:
+    """Refuse a key given twice in one mapping (`seed: 3` ... `seed: 4`): YAML parsers keep the last one
+    silently, so a block pasted into a config would override a setting without a word. `fail(key, message)`
+    makes the error; `where` is "line" (a file) or "column" (a `--set` value). Walked on the composed graph,
+    each node once (aliases share theirs)."""
+    seen_nodes: set[int] = set()
+
+    def walk(node, key: str) -> None:
+        if node is None or id(node) in seen_nodes:
+            return
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple, object] = {}
+            for k, v in node.value:
+                if k.tag == MERGE_TAG:  # `<<: *defaults`: YAML's own way of overriding, on purpose
+                    walk(v, key)
+                    continue
+                name = f"{key}.{k.value}" if key else str(k.value)
+                ident = (k.tag, k.value) if isinstance(k, yaml.ScalarNode) else (k.tag, id(k))
+                if ident in first:
+                    a, b = (getattr(n.start_mark, where) + 1 for n in (first[ident], k))
+                    raise fail(name, f"given twice in one mapping ({where}s {a} and {b}); keep one of them")
+                first[ident] = k
+                walk(v, name)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{key}[{i}]")
+
+    walk(root, prefix)
+
+
 def _finite(c, raw: Any, key: str = "") -> None:
     """NaN and infinities are numbers to YAML (`.nan`, `.inf`) and compare false with every bound: refuse them
     anywhere in a config, before any key's own check."""
@@ -554,9 +779,11 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         if not sep or not OVERRIDE_KEY.match(key):
             raise UserError("--set", item, "expected KEY=VALUE with a dotted key, e.g. --set tuner.max_epochs=3")
         try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader) if text.strip() else None
             out[key] = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
             raise UserError(f"--set {key}", key, f"value {text!r} is not valid YAML") from None
+        _check_duplicates(root, lambda name, message, key=key: UserError(f"--set {key}", name, message), "column", key)
     return out
 
 
@@ -590,8 +817,7 @@ def _check_name(c: _Checker, value: Any) -> str:
 
 
 def _check_data(c: _Checker, raw: Any) -> dict:
-    data = {**DEFAULTS["data"], **c.mapping(raw, "data", tuple(DEFAULTS["data"]))}
-    c.choice(data["source"], "data.source", SOURCES)
+    data = c.keys({**DEFAULTS["data"], **c.mapping(raw, "data", tuple(DEFAULTS["data"]))}, DataConfig.accepts(), "data")
     path = data["path"]
     if data["source"] in ("directory", "npz", "tfrecord"):
         if path in (None, ""):
@@ -612,43 +838,25 @@ def _check_data(c: _Checker, raw: Any) -> dict:
         raise c.fail(
             "data.path", f"only used with source directory, tfrecord or npz, got {path!r} for source {data['source']}"
         )
-    size = data["image_size"]
-    if size is None and data["source"] in FILE_SOURCES:
+    if data["image_size"] is None and data["source"] in FILE_SOURCES:
         raise c.fail(
             "data.image_size", f"expected [height, width]: images from a {data['source']} are resized to one size"
         )
-    if size is not None:
-        if not isinstance(size, list) or len(size) != 2:
-            raise c.fail("data.image_size", f"expected [height, width] or null, got {size!r}")
-        for i, side in enumerate(size):
-            c.integer(side, f"data.image_size[{i}]", 4, 1024)
-    if data["color_mode"] is not None:
-        c.choice(data["color_mode"], "data.color_mode", ("grayscale", "rgb"))
-    c.fraction(data["validation_split"], "data.validation_split", low_open=True)
-    c.fraction(data["test_split"], "data.test_split", low_open=False)
     if data["validation_split"] + data["test_split"] >= 0.9:
         raise c.fail(
             "data.test_split", "expected validation_split + test_split < 0.9 so training keeps at least 10% of the data"
         )
-    c.integer(data["batch_size"], "data.batch_size", 1, 65536)
-    if data["max_examples"] is not None:
-        c.integer(data["max_examples"], "data.max_examples", 20)
-    c.choice(data["cache"], "data.cache", CACHE_MODES)
     given = raw.get("tfrecord") if isinstance(raw, dict) else None
     if given is not None and data["source"] != "tfrecord":
         raise c.fail("data.tfrecord", f"only used with source tfrecord, got it for source {data['source']}")
     features = {**TFRECORD_FEATURES, **c.mapping(given, "data.tfrecord", tuple(TFRECORD_FEATURES))}
-    for key in ("image", "label"):
-        c.string(features[key], f"data.tfrecord.{key}")
-    if features["class_name"] is not None:
-        c.string(features["class_name"], "data.tfrecord.class_name")
-    data["tfrecord"] = features
+    data["tfrecord"] = c.keys(features, {k: key.accepts for k, key in TFRECORD_KEYS.items()}, "data.tfrecord")
     return data
 
 
 def _check_shards(c: _Checker, path: str) -> None:
     """`data.path` of a tfrecord source: a file, a folder of files, or a glob that matches files."""
-    from search import files
+    from search.data import files
 
     if files.tfrecord_files(path):
         return
@@ -663,6 +871,7 @@ def _check_hypermodel(c: _Checker, raw: Any) -> dict:
     if isinstance(raw, str):  # shorthand: `hypermodel: resnet`
         raw = {"name": raw}
     hm = {**DEFAULTS["hypermodel"], **c.mapping(raw, "hypermodel", tuple(DEFAULTS["hypermodel"]))}
+    hm = c.keys(hm, HyperModelConfig.accepts(), "hypermodel")
     c.string(hm["name"], "hypermodel.name")
     if ":" in hm["name"]:  # a user's module:Class imports Keras; keep TensorFlow's start-up chatter off stderr
         from search.runtime import import_tensorflow
@@ -672,10 +881,6 @@ def _check_hypermodel(c: _Checker, raw: Any) -> dict:
         registry.model_space(hm["name"])
     except registry.UnknownHyperModel as e:
         raise c.fail("hypermodel.name", str(e)) from None
-    c.choice(hm["optimizer"], "hypermodel.optimizer", OPTIMIZERS)
-    c.integer(hm["steps_per_execution"], "hypermodel.steps_per_execution", 1, 10000)
-    if hm["mixed_precision"] is not None:
-        c.choice(hm["mixed_precision"], "hypermodel.mixed_precision", PRECISIONS)
     weights = hm["weights"]
     if weights is not None:
         if hm["name"] != "transfer":
@@ -701,26 +906,15 @@ def _check_tuner(c: _Checker, raw: Any, hypermodel: str) -> dict:
     """Every tuner key, defaults filled in (`TunerConfig` leaves out those the algorithm ignores)."""
     # null means "the default" here, so `--set tuner.factor=null` can clear a hyperband-only key.
     given = {k: v for k, v in c.mapping(raw, "tuner", tuple(DEFAULTS["tuner"])).items() if v is not None}
-    tuner = {**DEFAULTS["tuner"], **given}
-    c.choice(tuner["algorithm"], "tuner.algorithm", ALGORITHMS)
+    tuner = c.keys({**DEFAULTS["tuner"], **given}, TunerConfig.accepts(), "tuner")
     _check_metric(c, tuner["objective"], "tuner.objective", hypermodel)
-    c.integer(tuner["max_epochs"], "tuner.max_epochs", 1, 10000)
-    c.integer(tuner["factor"], "tuner.factor", 2, 100)
-    c.integer(tuner["hyperband_iterations"], "tuner.hyperband_iterations", 1, 100)
-    c.integer(tuner["max_trials"], "tuner.max_trials", 1, 100000)
-    c.integer(tuner["grace_period"], "tuner.grace_period", 1, 10000)
     if tuner["grace_period"] > tuner["max_epochs"]:
         raise c.fail(
             "tuner.grace_period",
             f"expected at most tuner.max_epochs ({tuner['max_epochs']}), got {tuner['grace_period']!r}",
         )
-    tuner["bohb"] = _check_bohb(c, given.get("bohb"))
-    if tuner["time_budget"] is not None:
-        tuner["time_budget"] = parse_duration(tuner["time_budget"], c, "tuner.time_budget")
-    c.integer(tuner["max_consecutive_failed_trials"], "tuner.max_consecutive_failed_trials", 1, 100000)
-    if tuner["keep_checkpoints"] is not None:
-        c.integer(tuner["keep_checkpoints"], "tuner.keep_checkpoints", 1)
-    c.integer(tuner["reuse_models"], "tuner.reuse_models", 0, 64)
+    bohb = {**BOHB_DEFAULTS, **c.mapping(given.get("bohb"), "tuner.bohb", tuple(BOHB_DEFAULTS))}
+    tuner["bohb"] = c.keys(bohb, {k: key.accepts for k, key in BOHB_KEYS.items()}, "tuner.bohb")
     for key in given:
         if key in USED_BY and tuner["algorithm"] not in USED_BY[key]:
             *first, last = USED_BY[key]
@@ -729,38 +923,10 @@ def _check_tuner(c: _Checker, raw: Any, hypermodel: str) -> dict:
     return tuner
 
 
-def _check_bohb(c: _Checker, raw: Any) -> dict:
-    bohb = {**BOHB_DEFAULTS, **c.mapping(raw, "tuner.bohb", tuple(BOHB_DEFAULTS))}
-    bohb["random_fraction"] = c.fraction(bohb["random_fraction"], "tuner.bohb.random_fraction", low_open=False)
-    bohb["top_fraction"] = c.fraction(bohb["top_fraction"], "tuner.bohb.top_fraction", low_open=True)
-    if bohb["min_points"] is not None:
-        c.integer(bohb["min_points"], "tuner.bohb.min_points", 1, 10000)
-    c.integer(bohb["candidates"], "tuner.bohb.candidates", 1, 100000)
-    for key, low in (("bandwidth_factor", 0.0), ("min_bandwidth", 0.0)):
-        value = bohb[key]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= low:
-            raise c.fail(f"tuner.bohb.{key}", f"expected a number > 0, got {value!r}")
-        bohb[key] = float(value)
-    return bohb
-
-
 def parse_duration(value: Any, c: _Checker | None = None, key: str = "--budget") -> float:
-    """Seconds from a number of seconds or text such as `45m`, `1h30m`, `90s`, `2.5h`."""
-    seconds = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        match = DURATION.match(text) if text else None
-        if match and any(match.groups()):
-            h, m, s = (float(g) if g else 0.0 for g in match.groups())
-            seconds = h * 3600 + m * 60 + s
-        else:
-            try:
-                seconds = float(text)
-            except ValueError:
-                seconds = None
-    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+    """Seconds from a number of seconds or text such as `45m`, `1h30m`, `90s`, `2.5h` (`search.units`)."""
+    seconds = units.seconds(value)
+    if seconds is None:
         message = f"expected a duration > 0 such as 45m, 1h30m, 90s or a number of seconds, got {value!r}"
         if c is None:
             raise UserError(key, "", message)
@@ -770,28 +936,20 @@ def parse_duration(value: Any, c: _Checker | None = None, key: str = "--budget")
 
 def _check_early_stopping(c: _Checker, raw: Any, hypermodel: str) -> dict:
     es = {**DEFAULTS["early_stopping"], **c.mapping(raw, "early_stopping", tuple(DEFAULTS["early_stopping"]))}
+    es = c.keys(es, EarlyStoppingConfig.accepts(), "early_stopping")
     _check_metric(c, es["monitor"], "early_stopping.monitor", hypermodel)
-    c.integer(es["patience"], "early_stopping.patience", 0)
-    delta = es["min_delta"]
-    if not isinstance(delta, (int, float)) or isinstance(delta, bool) or delta < 0:
-        raise c.fail("early_stopping.min_delta", f"expected a number >= 0, got {delta!r}")
-    es["min_delta"] = float(delta)
     return es
 
 
 def _check_distribution(c: _Checker, raw: Any) -> dict:
     d = {**DEFAULTS["distribution"], **c.mapping(raw, "distribution", tuple(DEFAULTS["distribution"]))}
-    if d["strategy"] is not None:
-        c.choice(d["strategy"], "distribution.strategy", STRATEGIES)
+    d = c.keys(d, DistributionConfig.accepts(), "distribution")
     devices = d["devices"]
     if devices is not None:
         if d["strategy"] is None:
             raise c.fail("distribution.devices", "only used with distribution.strategy: mirrored")
         if not isinstance(devices, list) or not devices or not all(isinstance(x, str) and x for x in devices):
             raise c.fail("distribution.devices", f"expected a list of device names like /gpu:0, got {devices!r}")
-    timeout = d["worker_timeout"]
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 1 <= timeout <= 86400:
-        raise c.fail("distribution.worker_timeout", f"expected seconds in [1, 86400], got {timeout!r}")
     return d
 
 
@@ -816,8 +974,8 @@ GRAYSCALE_SOURCES = {"digits": 8, "mnist5k": 28, "keras:mnist": 28, "keras:fashi
 
 def _check_transfer(c: _Checker, common: dict, space: SearchSpace, section: str) -> None:
     """What a pretrained backbone needs of the data and weights, checked before anything runs."""
-    from hypermodels.space import possible_values
-    from hypermodels.spaces import TRANSFER_FAMILIES, TRANSFER_MODEL
+    from hypermodels.dimensions import TRANSFER_FAMILIES, TRANSFER_MODEL
+    from hypermodels.notation import possible_values
 
     families = possible_values(space.dims["model.family"], TRANSFER_MODEL["family"])
     data, weights = common["data"], common["hypermodel"].weights
@@ -846,8 +1004,10 @@ def _check_common(c: _Checker, raw: dict) -> dict:
     return {
         "source": c.source,
         "name": _check_name(c, raw.get("name")),
-        "seed": c.integer(raw.get("seed", DEFAULTS["seed"]), "seed", 0, 2**31 - 1),
-        "results_dir": c.string(raw.get("results_dir", DEFAULTS["results_dir"]), "results_dir"),
+        "seed": TOP_LEVEL["seed"].accepts.check(c, raw.get("seed", DEFAULTS["seed"]), "seed"),
+        "results_dir": TOP_LEVEL["results_dir"].accepts.check(
+            c, raw.get("results_dir", DEFAULTS["results_dir"]), "results_dir"
+        ),
         "data": DataConfig.from_dict(_check_data(c, raw.get("data"))),
         "hypermodel": HyperModelConfig.from_dict(_check_hypermodel(c, raw.get("hypermodel"))),
     }
@@ -900,10 +1060,9 @@ def validate_export(raw: dict, source: str = "<export>", overrides: dict | None 
     common = _check_common(c, raw)
     hm = common["hypermodel"].name
     training = {**TRAINING_DEFAULTS, **c.mapping(raw.get("training"), "training", TrainingConfig.keys())}
-    c.integer(training["epochs"], "training.epochs", 1, 100000)
+    training = c.keys(training, TrainingConfig.accepts(), "training")
     if training["lr_horizon"] is None:
         training["lr_horizon"] = training["epochs"]
-    c.integer(training["lr_horizon"], "training.lr_horizon", 1, 100000)
     early_stopping = _check_early_stopping(c, raw.get("early_stopping"), hm)
     space = _check_space(c, raw.get("hyperparameters"), hm, "hyperparameters", training["lr_horizon"], fixed=True)
     if hm == "transfer":

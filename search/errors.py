@@ -9,12 +9,22 @@
 
 from __future__ import annotations
 
+import contextvars
 import errno
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 EXIT_STORAGE = 3  # the disk is full, read-only or failing: nothing is lost, rerun when it is fixed
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+COMMAND_LINE = contextvars.ContextVar("ktsearch_command_line", default=False)  # set by `ktsearch` (search.cli)
+
+
+def arg(flag: str, param: str) -> str:
+    """An argument as its caller gave it, for an error to name: the flag under the `ktsearch` command
+    (`--quantize`), the parameter from a Python call (`quantize=True`)."""
+    return flag if COMMAND_LINE.get() else param
 
 
 class KtsearchError(Exception):

@@ -6,6 +6,30 @@ from search.config import Config
 from search.errors import UserError
 
 
+def register_hypermodel(name: str, cls: type | None = None):
+    """Register a HyperModel class under `name`, usable as `hypermodel: {name: NAME}` in YAML; also a
+    decorator (`@register_hypermodel("tiny")`).
+
+    The class subclasses `hypermodels.ImageHyperModel` (or accepts its constructor arguments) and may set
+    `model_space` and `logged_metrics`. UserError (a `KtsearchError`) for a name that is not a plain name or
+    that a built-in HyperModel has.
+    """
+    if cls is None:
+        return lambda c: register_hypermodel(name, c)
+    from hypermodels import registry
+
+    if not isinstance(name, str) or not name or ":" in name:
+        raise UserError(
+            "register_hypermodel", "name", f"expected a name without ':' (module:Class is imported), got {name!r}"
+        )
+    if not isinstance(cls, type):
+        raise UserError("register_hypermodel", "cls", f"expected a HyperModel class, got {cls!r}")
+    try:
+        return registry.register(name, cls)
+    except ValueError as e:  # a built-in's name
+        raise UserError("register_hypermodel", "name", str(e)) from None
+
+
 def build_hypermodel(cfg: Config, input_shape, num_classes: int, seed: int | None = None):
     """The HyperModel `cfg` names, for images of `input_shape` in `num_classes` classes.
 

@@ -1,4 +1,5 @@
-"""Importing TensorFlow without its C++ start-up chatter on stderr; the tf.data options of every pipeline.
+"""TensorFlow in this process: imported without its C++ start-up chatter on stderr, the tf.data options of
+every pipeline, the distribution strategy a model trains under, the CPU's name.
 
 TensorFlow logs oneDNN and CUDA-probing lines from C++ straight to file
 descriptor 2 when it starts (TF_CPP_MIN_LOG_LEVEL does not reach all of them),
@@ -52,7 +53,7 @@ def tf_options():
     block for about a second. Keras drops its iterator after every epoch and every evaluation;
     about half of those drops stalled (measured: `python -m tests.benchmarks.pipeline`, TF 2.21
     on 2 CPU cores). So autotuning is off: the prefetch buffer is fixed (`PREFETCH_BATCHES`) and
-    the streamed pipelines' parallel maps have fixed parallelism (`search.streaming`).
+    the streamed pipelines' parallel maps have fixed parallelism (`search.data.streaming`).
     """
     import tensorflow as tf
 
@@ -70,3 +71,37 @@ def cpu_model() -> str:
     except OSError:
         pass
     return ""
+
+
+def strategy(config, log=print):
+    """The configured tf.distribute strategy for each trial's model, or None (one device)."""
+    d = config.distribution
+    if d.strategy != "mirrored":
+        return None
+    import tensorflow as tf
+
+    def key(name: str) -> tuple[str, int]:
+        spec = tf.DeviceSpec.from_string(name)
+        return (spec.device_type or "").upper(), spec.device_index or 0
+
+    available = {key(device.name): device.name for device in tf.config.list_logical_devices()}
+    for name in d.devices or []:
+        try:
+            known = key(name) in available
+        except ValueError:
+            known = False
+        if not known:
+            from search.errors import UserError
+
+            raise UserError(
+                config.source,
+                "distribution.devices",
+                f"expected devices of this machine ({', '.join(sorted(available.values()))}), got {name!r}",
+            )
+    mirrored = tf.distribute.MirroredStrategy(devices=d.devices)
+    devices = ", ".join(mirrored.extended.worker_devices)
+    log(
+        f"each model trains on {mirrored.num_replicas_in_sync} replica(s) (MirroredStrategy over {devices}), "
+        "one batch per call (Keras's steps_per_execution loop fails under MirroredStrategy: keras-team/keras#19246)"
+    )
+    return mirrored

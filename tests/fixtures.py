@@ -3,8 +3,8 @@
 import keras
 
 from hypermodels.cnn import CNNHyperModel
-from hypermodels.space import Spec
-from hypermodels.spaces import CNN_MODEL
+from hypermodels.dimensions import CNN_MODEL
+from hypermodels.notation import Spec
 
 
 class PoisonedCNN(CNNHyperModel):

@@ -46,8 +46,8 @@ BASELINES = ("plain KerasTuner, stock layers", "plain KerasTuner, ktsearch's hyp
 
 def _config(base: str, examples: int, iterations: int, directory: Path) -> dict[str, Path]:
     """One config file per algorithm, sized to Hyperband's planned epochs."""
+    from search.algorithms.schedule import make_plan
     from search.config import load_config
-    from search.plan import make_plan
 
     raw = yaml.safe_load(Path(base).read_text())
     raw["data"] = {**raw.get("data", {}), "max_examples": examples}
@@ -125,8 +125,8 @@ def plain(kind: str, config_path: str, directory: str, seed: str) -> dict:
     import keras_tuner as kt
     import numpy as np
 
-    from search.data import load_splits
-    from search.seeding import oracle_seed
+    from search.data.sources import load_splits
+    from search.engine.seeding import oracle_seed
     from tests.benchmarks.search import user_hypermodel
 
     keras.utils.set_random_seed(cfg.seed)

@@ -32,7 +32,7 @@ def _epoch_times(space: dict, splits, keras_op: bool = False) -> list[float]:
 
     from hypermodels import augment
     from hypermodels.cnn import CNNHyperModel
-    from search import data
+    from search.data import sources
 
     base = {"batchnorm": {"placement": "after_activation"}, "model": {"filters": 16, "dense_units": 64}}
     hm = CNNHyperModel(splits.input_shape, splits.num_classes, {**base, **space}, lr_horizon=EPOCHS, seed=0)
@@ -44,7 +44,7 @@ def _epoch_times(space: dict, splits, keras_op: bool = False) -> list[float]:
         )
     try:
         for _ in range(REPEATS):
-            train_ds, val_ds, _ = data.to_datasets(splits, 64, 0)
+            train_ds, val_ds, _ = sources.to_datasets(splits, 64, 0)
             hp = kt.HyperParameters()
             model = hm.build(hp)
             stamps: list[float] = []
@@ -61,7 +61,7 @@ def _epoch_times(space: dict, splits, keras_op: bool = False) -> list[float]:
 def main() -> None:
     import_tensorflow()
     from search.config import DataConfig
-    from search.data import load_splits
+    from search.data.sources import load_splits
 
     splits = load_splits(DataConfig(source="mnist5k"), seed=1)
     off = statistics.median(_epoch_times({}, splits))

@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     from search import tune
-    from search.finalize import finalize
+    from search.production.finalize import finalize
 
     work = Path(tempfile.mkdtemp(prefix="ktsearch-bench-finalize-"))
     run = Path(args.run) if args.run else None

@@ -5,8 +5,8 @@
 Keras's `fit` drops its tf.data iterator at the end of every epoch and every evaluation. With
 autotuning on (tf.data's default), about half of those drops stalled for ~1 s on a 2-core Intel
 Xeon with AVX-512 (TF 2.21): the process sleeps, CPU idle, before the next epoch's first batch.
-ktsearch's pipelines (`search.data.to_datasets`) turn autotuning off; the streamed ones
-(`search.streaming`) give their parallel decode a fixed parallelism instead. This fits the
+ktsearch's pipelines (`search.data.sources.to_datasets`) turn autotuning off; the streamed ones
+(`search.data.streaming`) give their parallel decode a fixed parallelism instead. This fits the
 default CNN on mnist5k, in memory and streamed from a folder of its 5,000 images as PNGs
 (`data.cache: none`, so every epoch decodes in the parallel map), each with autotuning on and
 off, alternating, REPEATS x EPOCHS epochs each, and prints the median wait from an epoch's start
@@ -32,16 +32,16 @@ def _fit(splits, autotune: bool) -> tuple[list[float], list[float]]:
     if not hasattr(splits, "x_train"):  # streamed: ktsearch's pipelines, with autotuning switched back on or not
         import tensorflow as tf
 
-        from search import data
+        from search.data import sources
 
-        train_ds, val_ds, _ = data.to_datasets(splits, 64, 0, None, lambda line: None)
+        train_ds, val_ds, _ = sources.to_datasets(splits, 64, 0, None, lambda line: None)
         if autotune:
             options = tf.data.Options()
             options.autotune.enabled = True
             train_ds, val_ds = train_ds.with_options(options), val_ds.with_options(options)
         return _train(splits, train_ds, val_ds)
 
-    from search import data
+    from search.data import sources
 
     if autotune:  # the tf.data guide's pipeline, tf.data's default options
         import tensorflow as tf
@@ -53,7 +53,7 @@ def _fit(splits, autotune: bool) -> tuple[list[float], list[float]]:
 
         train_ds, val_ds = pipeline(splits.x_train, splits.y_train, True), pipeline(splits.x_val, splits.y_val, False)
     else:  # ktsearch's: the same, autotuning off
-        train_ds, val_ds, _ = data.to_datasets(splits, 64, 0)
+        train_ds, val_ds, _ = sources.to_datasets(splits, 64, 0)
     return _train(splits, train_ds, val_ds)
 
 
@@ -103,7 +103,7 @@ def _png_folder(splits, root: Path) -> Path:
 def main() -> None:
     import_tensorflow()
     from search.config import DataConfig
-    from search.data import load_splits
+    from search.data.sources import load_splits
 
     splits = load_splits(DataConfig(source="mnist5k"), seed=1)
     folder = _png_folder(splits, Path(tempfile.gettempdir()) / "ktsearch-mnist5k-png")

@@ -21,8 +21,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from search import runs, simulate
+from search.analysis import simulate
 from search.config import load_config
+from search.runs import layout
 from search.runtime import cpu_model
 from tests.benchmarks.workers import run as run_distributed
 
@@ -50,7 +51,7 @@ def main() -> None:
     real = []
     for i in range(args.repeats):
         result = run_distributed(args.config, workers=2, threads=1)
-        measured = runs.timeline_accounting(result["timeline"])
+        measured = layout.timeline_accounting(result["timeline"])
         measured["process_wall_s"] = result["wall"]
         measured["best"] = result["best"]
         real.append(measured)

@@ -40,8 +40,8 @@ def plain_search(config_path: str, directory: str, seed: str) -> dict:
     import keras
     import keras_tuner as kt
 
-    from search.data import load_splits
-    from search.seeding import oracle_seed
+    from search.data.sources import load_splits
+    from search.engine.seeding import oracle_seed
 
     seed = cfg.seed
     keras.utils.set_random_seed(seed)

@@ -114,7 +114,7 @@ from search.data import load_splits, split_indices, to_datasets
 folder, mode = sys.argv[1], sys.argv[2]
 cfg = DataConfig(source="directory", path=folder, image_size=[128, 128], cache="memory" if mode == "memory" else "none")
 t0 = time.perf_counter()
-if mode == "old":  # ktsearch's loader before streaming, as it was in search/data.py
+if mode == "old":  # ktsearch's loader before streaming, as it was in search/data/sources.py
     import keras
     ds = keras.utils.image_dataset_from_directory(folder, labels="inferred", label_mode="int", color_mode="rgb",
         image_size=(128, 128), batch_size=None, shuffle=False, verbose=False)

@@ -64,7 +64,7 @@ def test_a_users_low_precision_output_is_cast_to_float32():
 
 def test_training_in_bfloat16_learns_on_cpu_as_float32_does():
     from search.config import DataConfig
-    from search.data import load_splits, to_datasets
+    from search.data.sources import load_splits, to_datasets
 
     splits = load_splits(DataConfig(source="digits"), seed=1)
     space = {**SPACE, "schedule": {"initial_lr": 0.005}}

@@ -1,8 +1,8 @@
 import keras_tuner as kt
 import pytest
 
-from hypermodels.space import Choice, Fixed, Range, SpaceError, Spec, declare, parse_dimension
-from hypermodels.spaces import AUGMENTATION, CNN_MODEL, SCHEDULE, SearchSpace
+from hypermodels.dimensions import AUGMENTATION, CNN_MODEL, SCHEDULE, SearchSpace
+from hypermodels.notation import Choice, Fixed, Range, SpaceError, Spec, declare, parse_dimension
 
 ROT = AUGMENTATION["rotation_range"]
 WARMUP = SCHEDULE["warmup_epochs"]

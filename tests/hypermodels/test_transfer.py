@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from hypermodels.base import BACKBONE
 from hypermodels.transfer import TransferHyperModel, WeightsError, base_of
-from search.pool import ModelPool
+from search.engine.pool import ModelPool
 
 SHAPE = (32, 32, 3)
 

@@ -4,34 +4,21 @@ and workers, on scikit-learn's digits."""
 from __future__ import annotations
 
 import json
-import os
-import signal
+import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import QUIET_ENV, run_cli, tensorboard_server
-from tests.search.test_distributed import run_with_two_workers
+from tests.conftest import algorithm_overrides, algorithm_param, run_cli, tensorboard_server
 from tests.search.test_reliability import _outcome
 from tests.search.test_tensorboard import _columns, _groups
 
 SMOKE = "configs/digits_smoke.yaml"
-ALGORITHMS = {
-    # 9 new configurations, rungs at 1 and 3 epochs: 12 trials
-    "asha": ["--set", "tuner.algorithm=asha", "--set", "tuner.max_trials=9"],
-    # 3 iterations of Hyperband's brackets; the model needs 2 + 2 results at a budget: used from iteration 2
-    "bohb": [
-        "--set",
-        "tuner.algorithm=bohb",
-        "--set",
-        "tuner.hyperband_iterations=3",
-        "--set",
-        "tuner.bohb={min_points: 2}",
-    ],
+ALGORITHMS = {  # `tune` arguments of the shared runs' searches (tests/conftest.py's ALGORITHM_SETTINGS)
+    algorithm: [arg for item in algorithm_overrides(algorithm) for arg in ("--set", item)]
+    for algorithm in ("asha", "bohb")
 }
 
 
@@ -46,56 +33,40 @@ def _proposals(run_dir: Path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["asha", "bohb"])
-def test_kill_9_mid_search_then_rerun_ends_with_the_uninterrupted_search(workdir, algorithm):
-    args = ALGORITHMS[algorithm]
-    _tune(workdir, "whole", *args)
-    whole = _outcome(workdir / "results" / "whole")
-    cmd = [sys.executable, "-m", "search", "tune", SMOKE, "--name", "cut", *args]
-    proc = subprocess.Popen(
-        cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, **QUIET_ENV}
-    )
-    target = "trial 0005 " if algorithm == "asha" else "trial 0008 "  # bohb: in iteration 2, where the model proposes
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith(target) or (not line and proc.poll() is not None):
-            break
-    time.sleep(0.3)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(30)
-    before = {t: o for t, o in _outcome(workdir / "results" / "cut").items() if o[0] == "COMPLETED"}
-    resumed = _tune(workdir, "cut", *args)
-    assert "resuming run" in resumed.stdout
-    after = _outcome(workdir / "results" / "cut")
-    trials = json.loads((workdir / "results" / "cut" / "summary.json").read_text())["trials"]
-    assert after == whole  # same trials, values, statuses and scores
-    assert all(after[t] == whole[t] for t in before)  # the trials done before the kill were kept
+@pytest.mark.parametrize("algorithm", [algorithm_param("asha"), algorithm_param("bohb")])
+def test_kill_9_mid_search_then_rerun_ends_with_the_uninterrupted_search(algorithm_runs, algorithm):
+    """The contract's kill -9 (tests/search/test_algorithm_contract.py), and what it means for ASHA's rungs and
+    BOHB's model: the same shared runs."""
+    cut = algorithm_runs.killed_and_resumed(algorithm)
+    whole = algorithm_runs.whole(algorithm)
+    assert _outcome(cut.run_dir) == _outcome(whole)
+    trials = json.loads((cut.run_dir / "summary.json").read_text())["trials"]
     if algorithm == "asha":
         rounds = [t["tuner"]["round"] for t in trials]
         assert rounds.count(0) == 9 and rounds.count(1) >= 3
     else:
         # BOHB's model reads the scores: a trial re-run in a new process scores exactly what the killed
         # attempt would have (its own pipeline and seeds), so the model proposes exactly the same.
-        assert _proposals(workdir / "results" / "cut") == _proposals(workdir / "results" / "whole")
-        by = [p["by"] for p in _proposals(workdir / "results" / "cut").values()]
+        assert len(cut.before) >= 8  # killed in iteration 2, where the model proposes
+        assert _proposals(cut.run_dir) == _proposals(whole)
+        by = [p["by"] for p in _proposals(cut.run_dir).values()]
         assert "model" in by and "random" in by  # the model really proposed in this search
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["asha", "bohb"])
-def test_every_output_works_for_the_algorithm(workdir, algorithm):
+@pytest.mark.parametrize("algorithm", [algorithm_param("asha"), algorithm_param("bohb")])
+def test_every_output_works_for_the_algorithm(algorithm_runs, tmp_path, algorithm):
     """Summary, report, export and train, TensorBoard's configuration rows with bracket and round (rung)."""
-    _tune(workdir, "r", *ALGORITHMS[algorithm])
-    run_dir = workdir / "results" / "r"
+    run_dir = tmp_path / "results" / "r"
+    shutil.copytree(algorithm_runs.whole(algorithm), run_dir)  # the shared run stays as its search left it
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["plan"]["algorithm"] == algorithm and summary["plan"]["trials"] == len(summary["trials"])
-    report = run_cli("report", str(run_dir), "--format", "json", "-o", "-", cwd=workdir)
+    report = run_cli("report", str(run_dir), "--format", "json", "-o", "-", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     rows = json.loads(report.stdout)
     assert {r["trial_id"] for r in rows} == {t["trial_id"] for t in summary["trials"]}
     assert all(r["round"] is not None and r["bracket"] is not None for r in rows)
-    assert run_cli("export", str(run_dir), cwd=workdir).returncode == 0
+    assert run_cli("export", str(run_dir), cwd=tmp_path).returncode == 0
     export = yaml.safe_load((run_dir / "best.yaml").read_text())
     assert export["provenance"]["trial_id"] == summary["best_trial"]
     with tensorboard_server(run_dir / "tensorboard") as tb:
@@ -115,39 +86,36 @@ def test_every_output_works_for_the_algorithm(workdir, algorithm):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["asha", "bohb"])
-def test_chief_and_two_workers_run_the_algorithm_with_every_trial_exactly_once(workdir, algorithm):
-    raw = yaml.safe_load((workdir / SMOKE).read_text())
+@pytest.mark.parametrize("algorithm", [algorithm_param("asha"), algorithm_param("bohb")])
+def test_chief_and_two_workers_run_the_algorithm_with_every_trial_exactly_once(algorithm_runs, algorithm):
+    run = algorithm_runs.distributed(algorithm)  # the contract's run: exactly once, both workers worked
+    rounds = [t["tuner"]["round"] for t in run.summary["trials"]]
     if algorithm == "asha":
-        raw["tuner"] = {**raw["tuner"], "algorithm": "asha", "max_trials": 12}
-    else:  # 3 iterations, the model used from the second
-        raw["tuner"] = {**raw["tuner"], "algorithm": "bohb", "hyperband_iterations": 3, "bohb": {"min_points": 2}}
-    (workdir / "configs" / "alg.yaml").write_text(yaml.safe_dump(raw))
-    _, _, summary = run_with_two_workers(workdir, "configs/alg.yaml")
-    run_dir = workdir / "results" / "digits-smoke"
-    rounds = [t["tuner"]["round"] for t in summary["trials"]]
-    if algorithm == "asha":
-        assert rounds.count(0) == 12 and rounds.count(1) >= 4
+        assert rounds.count(0) == 9 and rounds.count(1) >= 3
     else:
-        assert len(summary["trials"]) == 18
-        assert "model" in [p["by"] for p in _proposals(run_dir).values()]
+        assert len(run.summary["trials"]) == 18
+        assert "model" in [p["by"] for p in _proposals(run.run_dir).values()]
 
 
 @pytest.mark.slow
-def test_a_budget_stops_the_search_says_how_much_ran_and_a_resume_with_more_time_finishes_it(workdir):
-    more = ["--set", "tuner.hyperband_iterations=3"]
-    _tune(workdir, "whole", *more)
-    first = _tune(workdir, "cut", *more, "--budget", "4s")
+@pytest.mark.parametrize("algorithm", [algorithm_param("hyperband")])
+def test_a_budget_stops_the_search_says_how_much_ran_and_a_resume_with_more_time_finishes_it(
+    algorithm_runs, workdir, algorithm
+):
+    whole = algorithm_runs.whole(algorithm)  # the same search without a budget (`ktsearch tune` of SMOKE)
+    planned = json.loads((whole / "summary.json").read_text())["plan"]["planned_trials"]
+    first = _tune(workdir, "cut", "--budget", "4s")
     summary = json.loads((workdir / "results" / "cut" / "summary.json").read_text())
     plan = summary["plan"]
     assert plan["time_budget_s"] == 4.0 and plan["stopped_by_budget"] is not None
-    assert 0 < plan["trials"] < plan["planned_trials"] == 18
-    assert f"{plan['trials']} of 18 planned trials" in first.stdout and "the budget ended the search" in first.stdout
-    second = _tune(workdir, "cut", *more, "--budget", "1h")  # a resume may change the budget
+    assert 0 < plan["trials"] < plan["planned_trials"] == planned
+    assert f"{plan['trials']} of {planned} planned trials" in first.stdout
+    assert "the budget ended the search" in first.stdout
+    second = _tune(workdir, "cut", "--budget", "1h")  # a resume may change the budget
     assert "resuming run" in second.stdout
-    assert _outcome(workdir / "results" / "cut") == _outcome(workdir / "results" / "whole")
+    assert _outcome(workdir / "results" / "cut") == _outcome(whole)
     plan = json.loads((workdir / "results" / "cut" / "summary.json").read_text())["plan"]
-    assert plan["trials"] == 18 and plan["stopped_by_budget"] is None
+    assert plan["trials"] == planned and plan["stopped_by_budget"] is None
     assert plan["spent_s"] > 1.0  # the first session's time counts too
 
 

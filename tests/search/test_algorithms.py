@@ -7,12 +7,13 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from search import algorithms
-from search.bohb import KDE, split_good_bad
-from search.budget import fit_trial_seconds
+from search.algorithms import oracles
+from search.algorithms.base import fit_trial_seconds
+from search.algorithms.bohb import KDE, split_good_bad
+from search.algorithms.schedule import rung_epochs
 from search.config import load_config
-from search.plan import rung_epochs
 from tests.conftest import CONFIGS
+from tests.search.test_algorithm_contract import finish, run_one_worker
 
 OBJECTIVE = kt.Objective("score", "max")
 
@@ -39,7 +40,7 @@ def _tuner(**changes):
 def _oracle(tmp_path, name: str, budget: float | None = None, clock=None, **changes):
     """The oracle `make_oracle` gives for digits_smoke with `changes`, over a synthetic space, as KerasTuner sets it up."""
     extra = {} if clock is None else {"clock": clock}
-    oracle = algorithms.make_oracle(_tuner(**changes), OBJECTIVE, seed=7, time_budget=budget, **extra)
+    oracle = oracles.make_oracle(_tuner(**changes), OBJECTIVE, seed=7, time_budget=budget, **extra)
     oracle.hyperparameters = _space()
     oracle.verbose = 0
     oracle._set_project_dir(str(tmp_path), name)  # what KerasTuner's Tuner does
@@ -47,26 +48,16 @@ def _oracle(tmp_path, name: str, budget: float | None = None, clock=None, **chan
 
 
 def _finish(oracle, trial, score: float) -> None:
-    oracle.update_trial(trial.trial_id, {"score": score}, step=0)
-    trial.status = "COMPLETED"
-    oracle.end_trial(trial)
-    oracle.save()  # as KerasTuner's Tuner.on_trial_end does, once the trial is no longer ongoing
+    finish(oracle, trial, {"score": score})
 
 
 def _run_sequentially(oracle, limit: int = 1000, clock=None, seconds_per_epoch: float = 10.0) -> list:
-    """One worker: every trial runs to completion; `clock` (if given) advances 2 s + its epochs' seconds."""
-    trials = []
-    for _ in range(limit):
-        trial = oracle.create_trial("tuner0")
-        if trial.status != "RUNNING":
-            break
-        values = trial.hyperparameters.values
-        epochs = values.get("tuner/epochs", 9)
-        if clock is not None:
-            clock.now += 2.0 + seconds_per_epoch * (epochs - values.get("tuner/initial_epoch", 0))
-        _finish(oracle, trial, synthetic(values, epochs))
-        trials.append(trial)
-    return trials
+    """One worker: every trial runs to completion, scored by `synthetic`."""
+
+    def end(oracle, trial, epochs):
+        _finish(oracle, trial, synthetic(trial.hyperparameters.values, epochs))
+
+    return run_one_worker(oracle, end, limit, clock, 9, seconds_per_epoch)
 
 
 # -- BOHB ------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ import time
 import grpc
 import pytest
 
-from search import auth
-from search.auth import Security
-from search.errors import UserError
+from search.distributed import auth
+from search.distributed.auth import Security
+from search.errors import COMMAND_LINE, UserError
 from tests.conftest import QUIET_ENV, ROOT, _free_port, run_cli, tree_state
 from tests.search.test_distributed import Proc, _config, finish_two_workers
 from tests.tls import make_certificates
@@ -55,8 +55,14 @@ def test_security_flags_are_checked_before_anything_runs(tmp_path):
     auth.check("worker", "10.0.0.5", Security(tls_ca=str(certs["ca.pem"])), {})
     with pytest.raises(UserError, match="KTSEARCH_SECRET"):
         auth.check("chief", "127.0.0.1", Security(), {auth.ENV_SECRET: "short"})
-    with pytest.raises(UserError, match="only used with --chief or --worker"):
-        auth.check("single", "", Security(tls_ca=str(certs["ca.pem"])), {})
+    with pytest.raises(UserError, match="only used with Role.kind 'chief' or Role.kind 'worker'"):
+        auth.check("single", "", Security(tls_ca=str(certs["ca.pem"])), {})  # a Python caller's Role and Security
+    token = COMMAND_LINE.set(True)  # the same check under `ktsearch` names its flags
+    try:
+        with pytest.raises(UserError, match=r"^--tls-ca: only used with --chief or --worker$"):
+            auth.check("single", "", Security(tls_ca=str(certs["ca.pem"])), {})
+    finally:
+        COMMAND_LINE.reset(token)
     assert auth.is_loopback("127.0.0.2") and auth.is_loopback("::1") and auth.is_loopback("localhost")
     assert not auth.is_loopback("0.0.0.0") and not auth.is_loopback("chief.example.org")
 
@@ -73,7 +79,7 @@ def test_a_short_secret_in_the_environment_is_bad_input(workdir):
 def test_the_wire_name_workers_probe_is_kerastuners_get_space():
     """Workers call GetSpace by its wire name before importing KerasTuner: it must stay KerasTuner's."""
     from hypermodels import private_api
-    from search.distributed import GET_SPACE
+    from search.distributed.handshake import GET_SPACE
 
     service = private_api.protos().service.DESCRIPTOR.services_by_name["Oracle"]
     assert GET_SPACE == f"/{service.full_name}/{service.methods_by_name['GetSpace'].name}"

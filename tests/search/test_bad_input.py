@@ -169,6 +169,30 @@ CASES = [
         ["c.yaml", "aliases expand to over 100,000 values"],
     ),
     (
+        "key-given-twice",  # a block pasted into a config: YAML would keep the last seed without a word
+        {"c.yaml": "name: bad\nseed: 3\ndata: {source: digits}\nseed: 4\n"},
+        SEARCH,
+        ["c.yaml: seed: given twice in one mapping (lines 2 and 4)"],
+    ),
+    (
+        "nested-key-given-twice",
+        {"c.yaml": "name: bad\ntuner:\n  max_epochs: 2\n  factor: 2\n  max_epochs: 9\n"},
+        SEARCH,
+        ["c.yaml: tuner.max_epochs: given twice in one mapping (lines 3 and 5)"],
+    ),
+    (
+        "key-given-twice-in-an-export",
+        {"e.yaml": (CONFIGS / "seed_recipe.yaml").read_text() + "seed: 2\n"},
+        ["train", "e.yaml"],
+        ["e.yaml: seed: given twice in one mapping (lines"],
+    ),
+    (
+        "key-given-twice-in-a-set-value",
+        {},
+        [*SMOKE, "--set", "tuner.bohb={min_points: 2, min_points: 3}"],
+        ["--set tuner.bohb: tuner.bohb.min_points: given twice in one mapping (columns 2 and 17)"],
+    ),
+    (
         "nan-where-a-number-goes",
         {"c.yaml": _config(data={"source": "digits", "validation_split": float("nan")})},
         SEARCH,

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search import costs, runs
+from search.production import costs
+from search.runs import layout
 from search.runtime import cpu_model
 from tests.conftest import run_cli, tree_state
 
@@ -30,7 +31,7 @@ def measured(smoke_run, tmp_path_factory) -> Path:
 
 
 def _completed(run_dir: Path) -> list[dict]:
-    return [t for t in runs.read_trials(run_dir) if t["status"] == "COMPLETED"]
+    return [t for t in layout.read_trials(run_dir) if t["status"] == "COMPLETED"]
 
 
 def test_costs_are_measured_once_per_architecture_with_the_machine_recorded(measured):
@@ -164,7 +165,7 @@ def test_export_picks_the_best_trial_that_meets_every_constraint(measured, tmp_p
     # Loose enough for every trial: the search's best, as without constraints.
     loose = run_cli("export", str(measured), "-o", str(tmp_path / "any.yaml"), "--max-size-mb", "100", cwd=tmp_path)
     assert loose.returncode == 0, loose.stderr
-    search_best = runs.best_trial(runs.read_trials(measured), "val_accuracy")
+    search_best = layout.best_trial(layout.read_trials(measured), "val_accuracy")
     assert yaml.safe_load((tmp_path / "any.yaml").read_text())["provenance"]["trial_id"] == search_best["trial_id"]
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from search.config import DataConfig
-from search.data import load_splits, mnist5k_path
+from search.data.sources import load_splits, mnist5k_path
 from search.errors import UserError
 
 
@@ -90,7 +90,7 @@ def test_directory_with_one_class_is_refused(tmp_path):
 
 
 def test_pipelines_cover_each_split_once_per_epoch_reshuffling_only_training():
-    from search.data import to_datasets
+    from search.data.sources import to_datasets
 
     splits = load_splits(_cfg(), seed=1)
     train, val, test = to_datasets(splits, batch_size=64, seed=3)

@@ -4,6 +4,7 @@ lost and paused workers, and MirroredStrategy per trial. Real processes, real si
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search.distributed import Role, exposure_warning, resolve_role
+from search.distributed.role import Role, exposure_warning, resolve_role
 from search.errors import UserError
-from tests.conftest import QUIET_ENV, ROOT, _free_port, run_cli
+from tests.conftest import QUIET_ENV, ROOT, _free_port, algorithm_param, run_cli
 
 # -- roles: flags and KerasTuner's environment variables (no TensorFlow) ------------------
 
@@ -146,16 +147,19 @@ def finish_two_workers(workdir: Path, chief: Proc, workers: dict[str, Proc]) -> 
 
 
 @pytest.mark.slow
-def test_chief_and_two_workers_run_every_trial_exactly_once(workdir):
-    chief, ran, summary = run_with_two_workers(workdir, _config(workdir))
-    run_dir = workdir / "results" / "digits-smoke"
+@pytest.mark.parametrize("algorithm", [algorithm_param("hyperband")])
+def test_chief_and_two_workers_run_every_trial_exactly_once(algorithm_runs, tmp_path, algorithm):
+    run = algorithm_runs.distributed(algorithm)  # the contract's run: exactly once, both workers worked
+    ran, summary, chief_text = run.ran, run.summary, run.chief_text
+    run_dir = tmp_path / "results" / "digits-smoke"
+    shutil.copytree(run.run_dir, run_dir)  # export and report write into it: the shared run stays as it ended
     assert len(summary["trials"]) == 6  # the smoke budget
-    assert f"trials completed per worker: w1 {len(ran['w1'])}, w2 {len(ran['w2'])}" in chief.text()
-    assert "search finished" in chief.text()
+    assert f"trials completed per worker: w1 {len(ran['w1'])}, w2 {len(ran['w2'])}" in chief_text
+    assert "search finished" in chief_text
     assert [
-        line for line in chief.lines if " | [6/6] best " in line
+        line for line in chief_text.splitlines() if " | [6/6] best " in line
     ]  # the chief's progress counts every worker's trials
-    proc = run_cli("export", str(run_dir), cwd=workdir)
+    proc = run_cli("export", str(run_dir), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert yaml.safe_load((run_dir / "best.yaml").read_text())["provenance"]["trial_id"] == summary["best_trial"]
     # The chief's timeline: which worker ran each trial, when; the report reads the workers' utilisation from it.
@@ -163,7 +167,7 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(workdir):
     assert {tid: worker for tid, (worker, _, _) in timeline.items()} == {
         tid: worker for worker, ids in ran.items() for tid in ids
     }
-    assert run_cli("report", str(run_dir), cwd=workdir).returncode == 0
+    assert run_cli("report", str(run_dir), cwd=tmp_path).returncode == 0
     assert "2 workers ran 6 trials in" in (run_dir / "report.md").read_text()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run_cli, tree_state
+from tests.conftest import ROOT, run_cli, tree_state
 
 pytestmark = pytest.mark.slow
 FAST = ["--set", "tuner.max_epochs=2", "--set", "tuner.factor=2"]
@@ -189,11 +189,24 @@ def test_resume_refuse_and_overwrite(workdir):
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["seed"] == 2
 
 
-def test_same_seed_proposes_the_same_configurations(workdir):
-    for name in ("a", "b"):
-        proc = run_cli("tune", "configs/digits_smoke.yaml", "--name", name, *FAST, cwd=workdir)
-        assert proc.returncode == 0, proc.stderr
-    a, b = (_trials(workdir / "results" / n) for n in ("a", "b"))
+NO_REUSE = [pytest.param("no-reuse", id="runs-no-reuse")]  # the tests that read it share one xdist worker
+
+
+@pytest.fixture(scope="session")
+def no_reuse_run(smoke_run, tmp_path_factory) -> tuple[Path, str]:
+    """The smoke search again in a fresh process, without reusing compiled models: (run dir, its stdout)."""
+    cwd = tmp_path_factory.mktemp("no-reuse")
+    shutil.copytree(smoke_run.parent.parent / "configs", cwd / "configs")
+    proc = run_cli("tune", "configs/digits_smoke.yaml", "--set", "tuner.reuse_models=0", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return cwd / "results" / "digits-smoke", proc.stdout
+
+
+@pytest.mark.parametrize("shared", NO_REUSE)
+def test_same_seed_proposes_the_same_configurations(smoke_run, no_reuse_run, shared):
+    """Two processes that never met, the same config and seed: the same configurations under the same ids."""
+    a, b = _trials(smoke_run), _trials(no_reuse_run[0])
+    assert len(a) == 6
     assert {k: t["hyperparameters"]["values"] for k, t in a.items()} == {
         k: t["hyperparameters"]["values"] for k, t in b.items()
     }
@@ -218,18 +231,34 @@ def test_seed_recipe_trains_directly(workdir):
     assert metrics["history"]["learning_rate"] == [pytest.approx(0.001)]
 
 
-def test_reusing_compiled_models_changes_nothing_but_the_time(smoke_run, tmp_path):
+@pytest.mark.parametrize("shared", NO_REUSE)
+def test_reusing_compiled_models_changes_nothing_but_the_time(smoke_run, no_reuse_run, shared):
     """The smoke run reuses compiled models (the default); the same search without reuse scores the same."""
     reuse = re.search(r"(\d+) of (\d+) trials reused a compiled model", (smoke_run / "tune.stdout").read_text())
     assert reuse and 0 < int(reuse[1]) < int(reuse[2])
-    shutil.copytree(smoke_run.parent.parent / "configs", tmp_path / "configs")
-    proc = run_cli("tune", "configs/digits_smoke.yaml", "--set", "tuner.reuse_models=0", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "reused a compiled model" not in proc.stdout
+    run_dir, stdout = no_reuse_run
+    assert "reused a compiled model" not in stdout
     reused = json.loads((smoke_run / "summary.json").read_text())["trials"]
-    fresh = json.loads((tmp_path / "results" / "digits-smoke" / "summary.json").read_text())["trials"]
+    fresh = json.loads((run_dir / "summary.json").read_text())["trials"]
     assert [(t["trial_id"], t["hyperparameters"]) for t in reused] == [
         (t["trial_id"], t["hyperparameters"]) for t in fresh
     ]
     for a, b in zip(reused, fresh, strict=True):
         assert a["score"] == pytest.approx(b["score"], abs=1e-6), a["trial_id"]
+
+
+def test_nothing_in_a_run_directory_names_a_python_module(smoke_run):
+    """A run holds JSON, YAML, weights and TensorBoard events, never a module path: moving code (the
+    `search/` layout) never stops a run from resuming."""
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__").encode()
+        for pkg in ("search", "hypermodels")
+        for p in (ROOT / pkg).rglob("*.py")
+    } - {b"search", b"hypermodels"}
+    assert b"search.engine.tuners" in modules and b"hypermodels.notation" in modules
+    named = {
+        str(path.relative_to(smoke_run)): sorted(m.decode() for m in modules if m in path.read_bytes())
+        for path in smoke_run.rglob("*")
+        if path.is_file()
+    }
+    assert not {path: found for path, found in named.items() if found}

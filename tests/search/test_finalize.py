@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search import runs
-from search.finalists import distinct_top, spread, summarize, verdict
+from search.production.statistics import spread, summarize, verdict
+from search.runs import layout
+from search.runs.layout import distinct_top
 from tests.conftest import QUIET_ENV, run_cli, tensorboard_server
 
 T_975_2 = 4.302652729911275  # Student t, 97.5th percentile, 2 degrees of freedom (tables)
@@ -106,7 +107,7 @@ def test_finalize_retrains_the_top_distinct_configurations_with_every_seed(final
     run, proc = finalized
     summary = json.loads((run / "finalize" / "finalists.json").read_text())
     results = json.loads((run / "finalize" / "results.json").read_text())
-    trials = {t["trial_id"]: t for t in runs.read_trials(run)}
+    trials = {t["trial_id"]: t for t in layout.read_trials(run)}
     expected = distinct_top(list(trials.values()), "val_accuracy", 2)
     assert sorted(r["trial_id"] for r in summary["finalists"]) == sorted(t["trial_id"] for t in expected)
     assert summary["finalists"][0]["hyperparameters"] != summary["finalists"][1]["hyperparameters"]
@@ -170,7 +171,7 @@ def test_export_falls_back_to_the_search_when_its_best_came_after_the_finalists(
     shutil.copytree(run, stale)
     path = stale / "finalize" / "finalists.json"
     summary = json.loads(path.read_text())
-    best = runs.best_trial(runs.read_trials(stale), "val_accuracy")
+    best = layout.best_trial(layout.read_trials(stale), "val_accuracy")
     summary["finalists"] = [r for r in summary["finalists"] if r["hyperparameters"] != best["hyperparameters"]]
     summary["winner"] = summary["finalists"][0]["trial_id"]
     path.write_text(json.dumps(summary))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from search import integrity, runs
+from search.runs import integrity, layout
 from tests.conftest import ROOT, run_cli, tree_state
 
 FAULTS = ROOT / "tests" / "faults"
@@ -182,13 +182,13 @@ def test_a_damaged_finalize_record_is_set_aside_and_its_trainings_run_again(smok
 
 def test_load_json_tells_missing_from_damaged(tmp_path):
     path = tmp_path / "x.json"
-    assert runs.load_json(path) == (None, None)
+    assert layout.load_json(path) == (None, None)
     for content, expected in [(b"", "empty"), (b"{", "not JSON"), (b"\xff", "not UTF-8"), (b'{"a": 1}', None)]:
         path.write_bytes(content)
-        data, problem = runs.load_json(path)
+        data, problem = layout.load_json(path)
         assert (problem is None) == (expected is None) and (expected is None or expected in problem)
     path.write_text("[]")
-    assert runs.read_trial(path)[1] == "expected a JSON object, got list"
+    assert layout.read_trial(path)[1] == "expected a JSON object, got list"
 
 
 def test_a_trial_that_ended_just_before_a_kill_is_not_run_again(tmp_path):
@@ -197,7 +197,7 @@ def test_a_trial_that_ended_just_before_a_kill_is_not_run_again(tmp_path):
     import keras_tuner as kt
 
     from hypermodels import private_api
-    from search.oracles import forget_finished_retries
+    from search.algorithms.ending import forget_finished_retries
 
     def oracle():
         o = kt.oracles.RandomSearchOracle(objective=kt.Objective("score", "max"), max_trials=5, seed=1)

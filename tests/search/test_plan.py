@@ -5,8 +5,8 @@ import json
 import keras_tuner as kt
 import pytest
 
+from search.algorithms.schedule import hyperband_rounds, make_plan, space_size
 from search.config import load_config
-from search.plan import hyperband_rounds, make_plan, space_size
 from tests.conftest import CONFIGS, run_cli
 
 
@@ -77,7 +77,7 @@ def test_calibrated_plan_estimates_the_wall_time(workdir):
     ],
 )
 def test_a_budget_sizes_the_search_to_the_largest_setting_whose_estimate_fits_with_the_margin(algorithm, key):
-    from search.plan import BUDGET_MARGIN, estimate, fit_budget
+    from search.analysis.plan import BUDGET_MARGIN, estimate, fit_budget
 
     cfg = load_config(CONFIGS / "mnist5k.yaml", {"tuner": {"algorithm": algorithm, "max_epochs": 9}})
     calibration = {"epoch_s": 1.5, "tracing_s": 2.0}
@@ -91,7 +91,7 @@ def test_a_budget_sizes_the_search_to_the_largest_setting_whose_estimate_fits_wi
 
 
 def test_asha_plan_counts_every_new_configuration_and_at_least_a_third_of_each_rung():
-    from search.plan import asha_rounds
+    from search.algorithms.schedule import asha_rounds
 
     rounds = asha_rounds(30, [1, 3, 9], 3)
     assert [(r.round, r.trials, r.epochs_each, r.to_epoch) for r in rounds] == [

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from search.progress import Progress, clock
+from search.engine.progress import Progress, clock
 from tests.conftest import QUIET_ENV, run_cli
 
 LINE = re.compile(

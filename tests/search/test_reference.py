@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from hypermodels.spaces import AUGMENTATION, BATCHNORM, CNN_MODEL, RESNET_MODEL, SCHEDULE, TRANSFER_MODEL
+from hypermodels.dimensions import AUGMENTATION, BATCHNORM, CNN_MODEL, RESNET_MODEL, SCHEDULE, TRANSFER_MODEL
 from search import config
 from search.reference import config_reference
 

@@ -44,14 +44,10 @@ def _outcome(run_dir: Path) -> dict:
     return out
 
 
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("baseline")
-    (cwd / "configs").mkdir()
-    (cwd / "configs" / "digits_smoke.yaml").write_text((ROOT / "configs" / "digits_smoke.yaml").read_text())
-    proc = run_cli(*ARGS, "--name", "base", cwd=cwd)
-    assert proc.returncode == 0, proc.stderr
-    return _outcome(cwd / "results" / "base")
+@pytest.fixture
+def baseline(smoke_run):
+    """The uninterrupted search: ARGS is the smoke config as it is (max_epochs 3), shared with every test."""
+    return _outcome(smoke_run)
 
 
 @pytest.mark.parametrize(
@@ -140,7 +136,7 @@ def test_keep_checkpoints_keeps_only_the_best_and_never_breaks_a_continuation(wo
 
 
 def test_atomic_write_leaves_the_old_file_whole_when_a_write_fails(tmp_path):
-    from search.runs import atomic_write, atomic_write_bytes
+    from search.runs.layout import atomic_write, atomic_write_bytes
 
     target = tmp_path / "best.yaml"
     target.write_text("old: complete\n")

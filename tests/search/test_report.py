@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from search.report import importance
+from search.analysis.importance import importance
 from tests.conftest import run_cli
 
 PLACEMENTS = ["none", "before_activation", "after_activation"]

@@ -74,7 +74,7 @@ def trained(smoke_run, tmp_path_factory) -> tuple[Path, Path, subprocess.Complet
 def test_serving_files_predict_as_the_keras_model_in_a_fresh_process(trained, tmp_path):
     export, out, proc = trained
     from search.config import load_export
-    from search.data import load_splits
+    from search.data.sources import load_splits
 
     cfg = load_export(export)
     splits = load_splits(cfg.data, cfg.seed)  # the export's split: its test images

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import yaml
 
-from search import algorithms, runs, simulate
+from search.algorithms import oracles
+from search.analysis import simulate
 from search.config import load_config
-from search.seeding import oracle_seed
+from search.engine.seeding import oracle_seed
+from search.runs import layout
 from tests.conftest import CONFIGS, run_cli
 
 TINY = {
@@ -185,21 +187,14 @@ def test_time_to_target_is_when_the_best_so_far_first_reaches_it(tmp_path):
 # -- the real oracles -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("algorithm", ["hyperband", "bohb", "asha", "random"])
-def test_one_simulated_worker_gets_exactly_what_the_real_oracle_proposes(tmp_path, algorithm):
-    """The simulator drives `algorithms.make_oracle`'s oracle: driven by hand, trial by trial, with the
-    same scores, the same oracle class proposes the same configurations in the same order."""
-    cfg = load_config(CONFIGS / "mnist5k.yaml").with_tuner(algorithm=algorithm, max_trials=12)
-    if algorithm == "bohb":
-        cfg = cfg.with_tuner(hyperband_iterations=3)  # enough results for BOHB's model to propose
+def by_hand(cfg, tmp_path) -> tuple[list[dict], object]:
+    """(the configurations `make_oracle`'s oracle for `cfg` proposes, driven by hand trial by trial with the shipped
+    curves' scores as one simulated worker would see them; that oracle)."""
     table = simulate.load_table(CONFIGS / "curves_mnist5k.json")
-    result = simulate.simulate(cfg, table, 1)
-    assert result["oracle"] == type(algorithms.make_oracle(cfg.tuner, _objective(), 1)).__name__
-
     surrogate = simulate.Surrogate(
         table, simulate.search_space(cfg), cfg.early_stopping.patience, cfg.early_stopping.min_delta
     )
-    oracle = algorithms.make_oracle(cfg.tuner, _objective(), oracle_seed(cfg.seed))
+    oracle = oracles.make_oracle(cfg.tuner, _objective(), oracle_seed(cfg.seed))
     oracle.hyperparameters = simulate.search_space(cfg)
     oracle.verbose = 0
     from hypermodels import private_api
@@ -207,7 +202,7 @@ def test_one_simulated_worker_gets_exactly_what_the_real_oracle_proposes(tmp_pat
     private_api.attach_project(oracle, str(tmp_path), "by-hand")
     proposed = []
     while (trial := oracle.create_trial("tuner0")).status == "RUNNING":
-        real, book = runs.split_values(trial.hyperparameters.values)
+        real, book = layout.split_values(trial.hyperparameters.values)
         curve, ran, _ = surrogate.trial(
             real, int(book.get("initial_epoch", 0)), int(book.get("epochs", cfg.tuner.max_epochs))
         )
@@ -218,9 +213,18 @@ def test_one_simulated_worker_gets_exactly_what_the_real_oracle_proposes(tmp_pat
         trial.status = "COMPLETED"
         oracle.end_trial(trial)
         proposed.append(trial.hyperparameters.values)
+    return proposed, oracle
+
+
+def test_one_simulated_worker_gets_what_bohbs_model_proposes(tmp_path):
+    """The simulator drives the real oracle (every algorithm: tests/search/test_algorithm_contract.py), BOHB's
+    model included: with enough results for it, the simulated search proposes what the model proposes."""
+    cfg = load_config(CONFIGS / "mnist5k.yaml").with_tuner(algorithm="bohb", hyperband_iterations=3)
+    result = simulate.simulate(cfg, simulate.load_table(CONFIGS / "curves_mnist5k.json"), 1)
+    assert result["oracle"] == type(oracles.make_oracle(cfg.tuner, _objective(), 1)).__name__
+    proposed, oracle = by_hand(cfg, tmp_path)
     assert [t["values"] for t in result["schedule"]] == proposed
-    if algorithm == "bohb":
-        assert "model" in {p["by"] for p in oracle.proposals.values()}  # BOHB's own model proposed some
+    assert "model" in {p["by"] for p in oracle.proposals.values()}  # BOHB's own model proposed some
 
 
 def _objective():
@@ -243,7 +247,7 @@ def test_many_workers_run_every_trial_once_and_continue_only_finished_parents(al
 
 
 def test_sizing_gives_every_algorithm_at_least_k_trials_per_worker():
-    from search.plan import make_plan
+    from search.algorithms.schedule import make_plan
 
     base = load_config(CONFIGS / "mnist5k.yaml")
     for algorithm in ("hyperband", "bohb", "asha", "random"):
@@ -361,7 +365,7 @@ def test_the_oracle_keeps_each_trials_timeline_across_a_reload(tmp_path):
     cfg = load_config(CONFIGS / "mnist5k.yaml").with_tuner(algorithm="random", max_trials=3)
 
     def oracle():
-        o = algorithms.make_oracle(cfg.tuner, _objective(), 1, clock=clock)
+        o = oracles.make_oracle(cfg.tuner, _objective(), 1, clock=clock)
         o.hyperparameters = simulate.search_space(cfg)
         o.verbose = 0
         private_api.attach_project(o, str(tmp_path), "timeline")
@@ -380,7 +384,7 @@ def test_the_oracle_keeps_each_trials_timeline_across_a_reload(tmp_path):
     again = oracle()
     again.reload()
     assert again.timeline == first.timeline
-    measured = runs.timeline_accounting(again.timeline)
+    measured = layout.timeline_accounting(again.timeline)
     assert measured == {
         "wall_s": 5.0,
         "trials": 2,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from search import files, streaming
 from search.config import DataConfig
-from search.data import load_splits, to_datasets
+from search.data import files, streaming
+from search.data.sources import load_splits, to_datasets
 from search.errors import UserError
 
 

@@ -192,8 +192,8 @@ def _shown_first(tb) -> list[str]:
 
 def test_dashboard_opens_on_the_choices_and_the_learning_rate(tmp_path):
     from hypermodels import registry
-    from hypermodels.spaces import SearchSpace
-    from search.tensorboard import write_experiment
+    from hypermodels.dimensions import SearchSpace
+    from search.engine.tensorboard import write_experiment
 
     raw = {
         "augmentation": {n: {"min": 0, "max": 0.2} for n in ("width_shift_range", "height_shift_range", "zoom_range")},
@@ -217,8 +217,9 @@ def test_dashboard_opens_on_the_choices_and_the_learning_rate(tmp_path):
 
 
 def test_report_puts_the_most_important_dimensions_in_the_dashboard(smoke_run, tmp_path):
-    from search.report import importance, load_run
-    from search.tensorboard import headline
+    from search.analysis.importance import importance
+    from search.analysis.report import load_run
+    from search.engine.tensorboard import headline
 
     run = tmp_path / "run"
     shutil.copytree(smoke_run, run)

@@ -5,16 +5,16 @@ import keras_tuner as kt
 import numpy as np
 
 from hypermodels.cnn import CNNHyperModel
+from hypermodels.dimensions import CNN_MODEL, SearchSpace
 from hypermodels.private_api import seed_keras
-from hypermodels.spaces import CNN_MODEL, SearchSpace
-from search import algorithms
+from search.algorithms import oracles
 from search.config import DataConfig, load_config
-from search.context import SearchRun
-from search.data import load_splits, to_datasets
-from search.distributed import Role
-from search.pool import ModelPool
-from search.seeding import oracle_seed
-from search.tuners import SingleRunTuner
+from search.data.sources import load_splits, to_datasets
+from search.distributed.role import Role
+from search.engine.context import SearchRun
+from search.engine.pool import ModelPool
+from search.engine.seeding import oracle_seed
+from search.engine.tuners import SingleRunTuner
 
 SPACE = {"augmentation": {"rotation_range": {"min": 0, "max": 30}, "zoom_range": {"min": 0, "max": 0.2}}}
 
@@ -163,7 +163,7 @@ def test_models_built_outside_a_trial_do_not_come_from_the_pool(tmp_path):
         "new",
         Role(),
     )
-    oracle = algorithms.make_oracle(run.config.tuner, kt.Objective("val_accuracy", "max"), seed=1)
+    oracle = oracles.make_oracle(run.config.tuner, kt.Objective("val_accuracy", "max"), seed=1)
     tuner = SingleRunTuner(oracle=oracle, hypermodel=hm, directory=str(tmp_path), run=run)
     hp = _hp(hm, **{"batchnorm.placement": "none"})
     # KerasTuner's load_model / get_best_models build through _try_build: each must get its own model

@@ -14,11 +14,12 @@ import pytest
 import yaml
 
 from hypermodels import private_api
-from search import algorithms, runs, warmstart
+from search.algorithms import oracles, trial_order
 from search.config import load_config
-from search.finalists import distinct_top
-from search.repair import replay
-from search.seeding import oracle_seed
+from search.engine.repair import replay
+from search.engine.seeding import oracle_seed
+from search.runs import layout, warmstart
+from search.runs.layout import distinct_top
 from tests.conftest import CONFIGS, run_cli, tree_state
 from tests.search.test_algorithms import OBJECTIVE, _finish, _oracle, _run_sequentially, _space, _tuner, synthetic
 from tests.search.test_reliability import _outcome
@@ -39,8 +40,8 @@ def _tune(workdir: Path, *args: str):
 def test_a_warm_started_search_begins_with_the_earlier_runs_best_configurations(smoke_run, workdir):
     first = _tune(workdir, "--name", "warm", "--from", str(smoke_run), "--top", "3")
     run_dir = workdir / "results" / "warm"
-    best = distinct_top(runs.read_trials(smoke_run), "val_accuracy", 3)
-    trials = runs.read_trials(run_dir)
+    best = distinct_top(layout.read_trials(smoke_run), "val_accuracy", 3)
+    trials = layout.read_trials(run_dir)
     assert [t["hyperparameters"] for t in trials[:3]] == [b["hyperparameters"] for b in best]
     assert all(
         t["hyperparameters"] not in [b["hyperparameters"] for b in best]
@@ -58,7 +59,7 @@ def test_a_warm_started_search_begins_with_the_earlier_runs_best_configurations(
     assert len(trials) == 6 and all(t["status"] == "COMPLETED" for t in trials)
     # The same command again resumes the finished run; another --top is refused, naming how it began.
     again = _tune(workdir, "--name", "warm", "--from", str(smoke_run), "--top", "3")
-    assert "resuming run" in again.stdout and runs.read_trials(run_dir) == trials
+    assert "resuming run" in again.stdout and layout.read_trials(run_dir) == trials
     before = tree_state(workdir)
     other = run_cli("tune", SMOKE, "--name", "warm", "--from", str(smoke_run), "--top", "2", cwd=workdir)
     assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1, other.stderr
@@ -73,7 +74,7 @@ def test_a_warm_started_search_begins_with_the_earlier_runs_best_configurations(
 
 @pytest.mark.slow
 def test_a_warm_start_outside_the_new_space_names_the_trial_and_the_dimension(smoke_run, workdir):
-    best = distinct_top(runs.read_trials(smoke_run), "val_accuracy", 1)[0]
+    best = distinct_top(layout.read_trials(smoke_run), "val_accuracy", 1)[0]
     rotation = best["hyperparameters"]["augmentation.rotation_range"]
     narrow = f"search_space.augmentation.rotation_range={{min: 0, max: {rotation / 2}}}"
     before = tree_state(workdir)
@@ -96,7 +97,7 @@ def test_every_oracle_proposes_the_warm_start_first_and_keeps_count_across_a_rel
         assert {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")} == wanted
         _finish(oracle, trial, synthetic(trial.hyperparameters.values, 1))
     # A resumed search reloads the oracle: the warm start is spent, the search goes on with its own proposals.
-    reloaded = algorithms.make_oracle(_tuner(**changes), OBJECTIVE, seed=7, warm_start=warm)
+    reloaded = oracles.make_oracle(_tuner(**changes), OBJECTIVE, seed=7, warm_start=warm)
     reloaded.hyperparameters, reloaded.verbose = oracle.hyperparameters, 0
     reloaded._set_project_dir(str(tmp_path), "w")
     reloaded.reload()
@@ -107,7 +108,7 @@ def test_every_oracle_proposes_the_warm_start_first_and_keeps_count_across_a_rel
 
 
 def test_warm_start_values_are_checked_against_each_kind_of_dimension():
-    from hypermodels.space import Choice, Fixed, Range, contains
+    from hypermodels.notation import Choice, Fixed, Range, contains
 
     assert contains(Range(0, 20), 12.5) and not contains(Range(0, 20), 20.5)
     assert contains(Range(1, 9, 2, integer=True), 3) and not contains(Range(1, 9, 2, integer=True), 4)
@@ -154,7 +155,7 @@ def test_an_extended_oracle_goes_on_where_a_reloaded_one_stops(tmp_path, algorit
     if algorithm != "asha":  # oracle.json keeps the old count, which KerasTuner's reload would restore
         saved = json.loads((tmp_path / "x" / "oracle.json").read_text())
         assert saved["hyperband_iterations"] == old
-    grown = algorithms.make_oracle(_tuner(algorithm=algorithm, **{key: new}), OBJECTIVE, seed=7)
+    grown = oracles.make_oracle(_tuner(algorithm=algorithm, **{key: new}), OBJECTIVE, seed=7)
     grown.hyperparameters, grown.verbose = oracle.hyperparameters, 0
     grown._set_project_dir(str(tmp_path), "x")
     grown.reload()
@@ -168,7 +169,7 @@ def test_an_extended_oracle_goes_on_where_a_reloaded_one_stops(tmp_path, algorit
     if algorithm != "asha":  # Hyperband's brackets (and BOHB's model) run as they would have in one search
         whole = _oracle(tmp_path, "whole", algorithm=algorithm, **{key: new})
         assert [t.hyperparameters.values for t in _run_sequentially(whole)] == [
-            grown.trials[t].hyperparameters.values for t in sorted(grown.trials, key=runs.trial_order)
+            grown.trials[t].hyperparameters.values for t in sorted(grown.trials, key=trial_order)
         ]
 
 
@@ -188,9 +189,7 @@ def test_trials_added_past_the_id_width_keep_their_numbering_order_and_replay(tm
     config = dataclasses.replace(config, results_dir=str(tmp_path / "results"))
 
     def oracle(max_trials: int, name: str = "x"):
-        made = algorithms.make_oracle(
-            config.with_tuner(max_trials=max_trials).tuner, OBJECTIVE, oracle_seed(config.seed)
-        )
+        made = oracles.make_oracle(config.with_tuner(max_trials=max_trials).tuner, OBJECTIVE, oracle_seed(config.seed))
         made.hyperparameters, made.verbose = _space(), 0
         made._set_project_dir(str(tmp_path), name)
         return made
@@ -206,8 +205,8 @@ def test_trials_added_past_the_id_width_keep_their_numbering_order_and_replay(tm
         previous = grown
     ids = [t.trial_id for t in done]
     assert ids == [str(i) for i in range(12)]
-    assert sorted(ids, key=runs.trial_order) == ids
-    listed = runs.trial_dirs(tmp_path / "x")
+    assert sorted(ids, key=trial_order) == ids
+    listed = layout.trial_dirs(tmp_path / "x")
     assert [d.name for d in listed] == [f"trial_{i}" for i in ids]
     whole = _run_sequentially(oracle(12, "whole"))  # the same proposals as a search started with 12
     assert [t.hyperparameters.values for t in whole] == [t.hyperparameters.values for t in done]
