@@ -103,9 +103,9 @@ class Accepts:
                 raise c.fail(key, f"expected [height, width] or null, got {value!r}")
             return [c.integer(side, f"{key}[{i}]", self.low, self.high) for i, side in enumerate(value)]
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low) if number else False
-        high_ok = self.high is None or value <= self.high if number else False
-        if not (number and low_ok and high_ok):
+        too_low = number and self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        too_high = number and self.high is not None and value > self.high
+        if not number or too_low or too_high:
             raise c.fail(key, f"expected {self.noun} {self._bounds()}, got {value!r}")
         return float(value) if self.as_float else value
 
