@@ -9,10 +9,9 @@ import keras_tuner as kt
 
 from hypermodels import augment
 from hypermodels.blocks import plain_keras
-from hypermodels.dimensions import RUNTIME_DIMS, RUNTIME_SECTIONS, SearchSpace
+from hypermodels.dimensions import DEFAULT_METRICS, RUNTIME_DIMS, RUNTIME_SECTIONS, SearchSpace
 from hypermodels.notation import Spec
 from hypermodels.optimizers import FusedAdam, FusedSGD
-from hypermodels.registry import DEFAULT_METRICS
 from hypermodels.schedules import LRSchedule
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")

@@ -94,6 +94,50 @@ SCHEDULE_BY_KIND = {
 }
 
 SECTIONS = ("augmentation", "batchnorm", "schedule", "model")
+DEFAULT_METRICS = ("loss", "accuracy")  # what a HyperModel logs unless it says otherwise (`logged_metrics`)
+
+
+class UserModelSpace(dict):
+    """The `model_space` of a user's `build_model(hp)` or `keras_tuner.HyperModel`: open.
+
+    Its dimensions are the `hp` calls the user's code makes, found as builds run
+    (`hypermodels.wrapped`), not declared up front; YAML's `search_space.model.<name>` fixes or
+    narrows one of them (KerasTuner's `hyperparameters=`), its kind read from the notation.
+    Their names are the user's own (`units_0`, `lr`), with no `model.` prefix.
+    """
+
+
+USER_MODEL = UserModelSpace()
+USER_DOC = "declared by the model's own hp calls"
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """(section, key) of a dimension: `schedule.kind` -> (schedule, kind); a user's `units_0` -> (model, units_0)."""
+    section, dot, key = name.partition(".")
+    return (section, key) if dot and section in SECTIONS else ("model", name)
+
+
+def spec_for(raw: Any) -> Spec:
+    """The Spec a user's dimension takes from its YAML notation (no table knows it): the kind of its values."""
+    if isinstance(raw, dict):
+        values = raw.get("choice", [raw.get("min"), raw.get("max"), *([raw["step"]] if "step" in raw else [])])
+    else:
+        values = [raw]
+    values = values if isinstance(values, list) else [values]
+    if values and all(isinstance(v, bool) for v in values):
+        kind = "bool"
+    elif values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        kind = "int"
+    elif values and all(isinstance(v, str) for v in values):
+        return Spec("enum", values[0], options=tuple(values), doc=USER_DOC)
+    else:
+        kind = "float"
+    return Spec(kind, None, doc=USER_DOC)
+
+
+def spec_of(kind: str, default: Any, options: tuple = ()) -> Spec:
+    """The Spec of a dimension a user's build declared (`hypermodels.wrapped.dimension_of`)."""
+    return Spec(kind, default, options=tuple(options), doc=USER_DOC)
 
 
 def schedule_specs() -> dict[str, Spec]:
@@ -134,7 +178,13 @@ class SearchSpace:
             "schedule": schedule_specs(),
             "model": model_space,
         }
+        self.open = isinstance(model_space, UserModelSpace)
+        self.grown: list[str] = []  # user dimensions found after the space was parsed (`discover`)
+        self.dropped: list[str] = []  # dimensions the model has no use for (`drop`)
         for section, table in tables.items():
+            if section == "model" and self.open:
+                self._parse_user(raw.get(section))
+                continue
             self._parse_section(section, raw.get(section), table)
         self._check_schedule()
         self.dims = {name: self.dims[name] for name in self.specs if name in self.dims}  # table order
@@ -149,6 +199,56 @@ class SearchSpace:
             self.specs[name] = spec
             if condition_of(name) is None or key in raw:
                 self.dims[name] = parse_dimension(raw.get(key, spec.default), spec, name)
+
+    def _parse_user(self, raw: Any) -> None:
+        """`search_space.model` of a user's model: any names, each fixing or narrowing one of its `hp` calls."""
+        raw = {} if raw is None else raw
+        if not isinstance(raw, dict):
+            raise SpaceError("model", f"expected a mapping of the model's hyperparameter names, got {raw!r}")
+        for key, value in raw.items():
+            if not isinstance(key, str) or not key or split_name(key)[0] != "model":
+                raise SpaceError(f"model.{key}", "expected the name of one of the model's own hp calls")
+            spec = spec_for(value)
+            self.specs[key] = spec
+            self.dims[key] = parse_dimension(value, spec, f"model.{key}")
+
+    def user_names(self) -> list[str]:
+        """The user's own dimensions (a user's model only), in the order they became known."""
+        return [n for n in self.dims if split_name(n)[0] == "model" and "." not in n] if self.open else []
+
+    def add(self, name: str, dim: Dimension, spec: Spec) -> bool:
+        """Add a user dimension a build declared (False when it is known already: a YAML one keeps its domain)."""
+        if name in self.dims:
+            return False
+        self.dims[name] = dim
+        self.specs[name] = spec
+        self.grown.append(name)
+        return True
+
+    def drop(self, name: str) -> None:
+        """Remove a dimension the model has no use for (`schedule.initial_lr` of a model that compiles itself)."""
+        self.dims.pop(name, None)
+        if name not in self.dropped:
+            self.dropped.append(name)
+
+    def user_records(self) -> dict:
+        """The user's dimensions as plain data (`kind`, `default`, `domain` notation): what a run keeps of them."""
+        out = {}
+        for name in self.user_names():
+            spec, dim = self.specs[name], self.dims[name]
+            out[name] = {
+                "kind": spec.kind,
+                "default": spec.default,
+                "options": list(spec.options),
+                "domain": dim.notation(),
+            }
+        return out
+
+    def extend(self, records: dict) -> None:
+        """Add the user dimensions `user_records` wrote (a run's saved copy of the ones its builds declared)."""
+        for name, r in records.items():
+            spec = spec_of(r["kind"], r.get("default"), tuple(r.get("options") or ()))
+            self.add(name, parse_dimension(r["domain"], spec, f"model.{name}"), spec)
 
     def _check_schedule(self) -> None:
         kinds = self.kinds()
@@ -192,14 +292,17 @@ class SearchSpace:
         out = {}
         for name in self.active_names(kind):
             dim = self.dims[name]
-            out[name] = self.specs[name].off if dim is None else hp.values[name]
+            if dim is None:
+                out[name] = self.specs[name].off
+            elif name in hp.values:  # a user's dimension exists only for some values of others (`units_2`)
+                out[name] = hp.values[name]
         return out
 
     def notation(self) -> dict:
         """Nested YAML notation of this space (what a resolved config records)."""
         out: dict[str, dict] = {s: {} for s in SECTIONS}
         for name, dim in self.dims.items():
-            section, _, key = name.partition(".")
+            section, key = split_name(name)
             out[section][key] = None if dim is None else dim.notation()
         return out
 

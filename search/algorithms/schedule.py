@@ -102,7 +102,10 @@ def _product(dims) -> int | None:
 
 
 def space_size(space: SearchSpace) -> int | None:
-    """How many distinct configurations the space holds (None: unbounded, a float range)."""
+    """How many distinct configurations the space holds (None: unbounded, a float range, or a user's model whose
+    `hp` calls are known only as it builds)."""
+    if getattr(space, "open", False):
+        return None
     common = _product(d for n, d in space.dims.items() if condition_of(n) is None and n != "schedule.kind")
     per_kind = [
         _product(space.dims.get(f"schedule.{key}") for key in SCHEDULE_BY_KIND.get(kind, {})) for kind in space.kinds()
@@ -113,8 +116,9 @@ def space_size(space: SearchSpace) -> int | None:
 
 
 def architectures(space: SearchSpace, reuse: bool) -> int | None:
-    """Distinct compiled models a search needs at most (None: as many as trials)."""
-    if not reuse:
+    """Distinct compiled models a search needs at most (None: as many as trials, or not known before the
+    search: a user's model declares its dimensions as it builds)."""
+    if not reuse or getattr(space, "open", False):
         return None
     # RandomAffine is left out of a model whose strengths are all zero: one more variant where a
     # trial can draw all zeros (choices with 0, fixed zeros), none where it never (a continuous range)

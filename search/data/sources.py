@@ -37,6 +37,7 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: list[str]
+    label_form: str = "index"  # "one_hot": the pipelines feed one-hot rows (a user's arrays were given so)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -52,6 +53,13 @@ class Splits:
     def samples(self, n: int) -> np.ndarray:
         """The first `n` training images (float32): the TensorBoard augmentation grid."""
         return self.x_train[:n].astype("float32")
+
+    def sample_batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first `n` training images and their labels as the pipelines feed them (a model's check)."""
+        labels = self.y_train[:n]
+        if self.label_form == "one_hot":
+            labels = np.eye(self.num_classes, dtype="float32")[labels]
+        return self.samples(n), labels
 
 
 def _digits():
@@ -112,6 +120,11 @@ def _check_xy(path: str, x: np.ndarray, y: np.ndarray, split: str):
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
         raise UserError(path, f"x_{split}", f"expected shape (N, H, W) or (N, H, W, 1|3), got {x.shape}")
+    from search.data.arrays import first_non_finite
+
+    image = first_non_finite(x)
+    if image is not None:
+        raise UserError(path, f"x_{split}", f"image {image} has NaN or infinite pixel values")
     y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
     if y.ndim != 1 or len(y) != len(x):
         raise UserError(
@@ -213,15 +226,69 @@ def _two_classes(names: list[str], where: str) -> None:
         raise UserError(where, "data", f"expected at least 2 classes, found {len(names)}")
 
 
-def load_splits(cfg: DataConfig, seed: int):
+def label_form(cfg: DataConfig) -> str:
+    """How the model is fed labels: "index" (class indices) or "one_hot" (`source: arrays` given one-hot)."""
+    if cfg.source != "arrays":
+        return "index"
+    from search.data import arrays
+
+    return arrays.read_meta(cfg.path)["label_form"]
+
+
+def array_splits(given, cfg: DataConfig, seed: int) -> Splits:
+    """`Splits` of a Python caller's arrays (`search.data.arrays.ArraysInput`, in memory or the run's saved copy).
+
+    A split the caller gave is kept as given; the stratified split makes only the missing ones, from train.
+    """
+    from search.data.arrays import CHUNK
+
+    def stored(split: str) -> tuple[np.ndarray, np.ndarray]:
+        x, y = given.parts[split]
+        dtype = given.meta["splits"][split]["x"]["dtype"]
+        if x.dtype != dtype:  # uint8 when every value allows it, float32 otherwise (what the saved copy holds)
+            out = np.empty(x.shape, dtype=dtype)
+            for start in range(0, len(x), CHUNK):
+                out[start : start + CHUNK] = x[start : start + CHUNK]
+            x = out
+        return x, np.asarray(y, dtype="int64")
+
+    x, y = stored("train")
+    names = [str(i) for i in range(given.num_classes)]
+    rng = np.random.default_rng(seed)
+    has_val, has_test = "validation" in given.parts, "test" in given.parts
+    keep = np.arange(len(y))
+    if cfg.max_examples is not None and cfg.max_examples < len(y):
+        keep = _stratified(y, (cfg.max_examples / len(y),), rng)[0]
+    fractions = (*(() if has_test else (cfg.test_split,)), *(() if has_val else (cfg.validation_split,)))
+    parts = _stratified(y[keep], fractions, rng) if fractions else [np.arange(len(keep))]
+    parts = [keep[p] for p in parts]
+    test_idx = None if has_test else parts.pop(0)
+    val_idx = None if has_val else parts.pop(0)
+    train_idx = parts[0]
+    whole = len(train_idx) == len(y) and (np.diff(train_idx) == 1).all()
+    x_train, y_train = (x, y) if whole else (x[train_idx], y[train_idx])
+    x_val, y_val = stored("validation") if has_val else (x[val_idx], y[val_idx])
+    x_test, y_test = stored("test") if has_test else (x[test_idx], y[test_idx])
+    x_train, x_val, x_test = (_convert(a, cfg) for a in (x_train, x_val, x_test))
+    return Splits(x_train, y_train, x_val, y_val, x_test, y_test, names, label_form=given.label_form)
+
+
+def load_splits(cfg: DataConfig, seed: int, arrays=None):
     """Read (or, for file sources, list) the configured source and split it.
 
+    `arrays`: the checked arrays of `tune(data=...)` (`source: arrays`), used before their copy is saved.
     Returns `Splits` (arrays in memory) or `search.data.streaming.StreamedSplits` (files, nothing
     decoded yet). Both give `input_shape`, `num_classes`, `class_names`, `sizes()` and `samples(n)`;
     `to_datasets` turns either into pipelines.
     """
     if cfg.source in ("directory", "tfrecord"):
         return _streamed(cfg, seed)
+    if cfg.source == "arrays":  # a Python caller's arrays: as given, else the run's saved copy
+        if arrays is None:
+            from search.data import arrays as saved
+
+            arrays = saved.load(cfg.path)
+        return array_splits(arrays, cfg, seed)
     x, y, test = _read_source(cfg)
     y, test, names = _relabel(y, test, None)
     _two_classes(names, cfg.path or "data.source")
@@ -294,6 +361,8 @@ def seeded_datasets(splits, batch_size: int, cache_dir: Path | None = None, log=
         ds = ds.batch(batch_size)
         if base.element_spec[0].dtype != tf.float32:  # uint8 sources: cast per batch, never held as floats
             ds = ds.map(lambda images, labels: (tf.cast(images, tf.float32), labels))
+        if splits.label_form == "one_hot":  # fed as the user gave them, for the loss they compiled
+            ds = ds.map(lambda images, labels: (images, tf.one_hot(labels, splits.num_classes)))
         return ds.prefetch(PREFETCH_BATCHES).with_options(options)
 
     if full_data:

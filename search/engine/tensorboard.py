@@ -193,7 +193,10 @@ def write_experiment(root: Path, space, objective: str, logged: tuple[str, ...],
 
 def image_grid(images: np.ndarray, columns: int = 4, min_tile: int = 64) -> np.ndarray:
     """Tile 0-255 images into one uint8 grid, upscaled (nearest) so small digits stay visible."""
-    images = np.clip(np.asarray(images, dtype="float32"), 0, 255).astype("uint8")
+    images = np.asarray(images, dtype="float32")
+    if images.size and images.max() <= 1.0:  # a user's [0, 1] floats: shown as pixels
+        images = images * 255.0
+    images = np.clip(images, 0, 255).astype("uint8")
     n, h, w, c = images.shape
     scale = max(1, -(-min_tile // max(h, w)))
     images = images.repeat(scale, axis=1).repeat(scale, axis=2)
@@ -291,9 +294,29 @@ def set_headline(root: Path, names: list[str]) -> bool:
     """Show `names` by default in the run's HParams dashboard (`ktsearch report`, by importance).
 
     TensorBoard keeps the first experiment config it reads for a run, so the run's root event
-    files are rewritten: every event copied into a new file, the experiment's `differs` flags
-    set to `names`, then the old files removed. Returns False when the run has no experiment.
+    files are rewritten (`_rewrite_experiment`) with the experiment's `differs` flags set to
+    `names`. Returns False when the run has no experiment.
     """
+    return _rewrite_experiment(root, lambda summary: _mark_headline(summary, names))
+
+
+def grow_experiment(root: Path, space, objective: str, logged: tuple[str, ...]) -> bool:
+    """Declare dimensions a user's model added mid-search (`units_2` once `num_layers` reached 3), with their
+    domains, in the run's experiment; the dimensions shown by default stay as they were."""
+
+    def grown(summary) -> bytes:
+        value = summary.value[0]
+        data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+        shown = [info.name for info in data.experiment.hparam_infos if info.differs]
+        config = hp_summary_v2.hparams_config_pb(experiment_hparams(space), experiment_metrics(objective, logged))
+        return _mark_headline(config, shown or headline(space))
+
+    return _rewrite_experiment(root, grown)
+
+
+def _rewrite_experiment(root: Path, change) -> bool:
+    """Every root event copied into a new file with the experiment summary replaced by `change(summary)`
+    (serialized), then the old files removed. False when the run has no experiment."""
     from tensorboard.compat.proto import event_pb2
 
     old = sorted(p for p in Path(root).glob("*tfevents*") if p.is_file())
@@ -304,7 +327,7 @@ def set_headline(root: Path, names: list[str]) -> bool:
             for value in event.summary.value:
                 if value.tag == hp_metadata.EXPERIMENT_TAG:
                     summary = type(event.summary)(value=[value])
-                    value.CopyFrom(type(event.summary).FromString(_mark_headline(summary, names)).value[0])
+                    value.CopyFrom(type(event.summary).FromString(change(summary)).value[0])
                     found = True
             events.append(event.SerializeToString())
     if not found:

@@ -16,7 +16,7 @@ from search.distributed import role as roles
 from search.distributed.role import Role
 from search.engine.context import SearchRun
 from search.errors import FailureLimitReached, SearchStopped, UserError, arg
-from search.models import check_hypermodel
+from search.models import check_hypermodel, use_hypermodel
 from search.runs import integrity, layout, warmstart
 from search.runs.lock import run_lock
 
@@ -171,6 +171,8 @@ def tune(
     budget: str | float | None = None,
     warm_start: str | Path | None = None,
     top: int | None = None,
+    hypermodel: Any = None,
+    data: Any = None,
 ) -> dict:
     """Run (or resume) a search; returns the summary (also written to summary.json).
 
@@ -193,6 +195,12 @@ def tune(
         warm_start: an earlier run's directory: the new run's first configurations are its best `top`
             (default 3) distinct ones (`search.runs.warmstart`); checked against this search space first.
         top: how many configurations `warm_start` gives.
+        hypermodel: a KerasTuner model: a function `hp -> keras.Model` or a `keras_tuner.HyperModel`
+            (or a ktsearch HyperModel class), in place of the config's `hypermodel.name`; recorded by
+            its import name (`module:name`), which a worker or a later `train` imports.
+        data: arrays from Python, in place of the config's `data.source`: `(x, y)`, `{"train": (x, y),
+            "validation": ..., "test": ...}` or a `tf.data.Dataset` of `(image, label)` pairs
+            (`search.data.arrays`); saved once into `<run>/data/`, fingerprinted for resumes.
 
     Raises:
         UserError: bad config or data, or a run directory that cannot be used.
@@ -205,6 +213,15 @@ def tune(
         "results_dir": arg("--results-dir", "results_dir"),
         "tuner.time_budget": arg("--budget", "budget"),
     }
+    given_arrays = None
+    if hypermodel is not None:
+        overrides["hypermodel.name"] = use_hypermodel(hypermodel)
+    if data is not None:
+        from search.data import arrays
+
+        given_arrays = arrays.from_python(data)  # bad data is one line, before anything is written
+        run_dir = load_config(config, overrides, labels=labels).run_dir
+        overrides.update({"data.source": "arrays", "data.path": str(run_dir / layout.ARRAYS_DIR)})
     cfg = load_config(config, overrides, labels=labels)
     role = role or Role()
     roles.check_role(role)  # security flags that do not fit, or would leave the search open
@@ -220,6 +237,7 @@ def tune(
             )
         return _work(cfg, role, log, threads, config)
     mode = check_run_dir(cfg, overwrite)
+    _check_arrays(cfg, mode, given_arrays)
     warm = _warm_start(cfg, mode, warm_start, top)
     from search.engine.progress import Progress
 
@@ -231,11 +249,17 @@ def tune(
     if roles.exposure_warning(role):
         log(f"warning: {roles.exposure_warning(role)}")
 
-    splits, strategy = _load_data(cfg, role, threads, log)  # bad data, weights and devices fail before disk is touched
+    # bad data, weights and devices fail before disk is touched
+    splits, strategy = _load_data(cfg, role, threads, log, given_arrays)
     with run_lock(cfg.run_dir):
         mode = check_run_dir(cfg, overwrite)  # again, now that no other tune can change the run
+        _check_arrays(cfg, mode, given_arrays)
         warm = _warm_start(cfg, mode, warm_start, top)
         prepare_run_dir(cfg, mode, log)
+        if given_arrays is not None and not (cfg.run_dir / layout.ARRAYS_DIR).is_dir():
+            from search.data import arrays
+
+            arrays.save(given_arrays, cfg.run_dir / layout.ARRAYS_DIR)
         sizes = splits.sizes()
         log(
             f"{'resuming' if mode == 'resume' else 'starting'} run {cfg.run_dir} "
@@ -251,8 +275,25 @@ def tune(
         _search(run, splits)
     progress.close()
     summary = summarize(cfg)
-    log(final_report(cfg, summary))
+    log(final_report(layout.with_dimensions(cfg), summary))
     return summary
+
+
+def _check_arrays(cfg: SearchConfig, mode: str, given) -> None:
+    """A resume with arrays from Python: the same arrays the run was started with, or one line on what differs."""
+    saved = cfg.run_dir / layout.ARRAYS_DIR
+    if given is None or mode != "resume" or not (saved / "data.json").is_file():
+        return
+    from search.data import arrays
+
+    diff = arrays.differences(arrays.read_meta(saved), given.meta)
+    if diff:
+        raise UserError(
+            "data=",
+            "",
+            f"this run was started with other arrays ({diff}; its copy is in {saved}); pass overwrite=True to "
+            "replace the run (its results are deleted) or name= to start another",
+        )
 
 
 def _warm_start(cfg: SearchConfig, mode: str, source, top: int | None) -> dict | None:
@@ -267,7 +308,7 @@ def _warm_start(cfg: SearchConfig, mode: str, source, top: int | None) -> dict |
     return warmstart.plan(cfg, source, top)
 
 
-def _load_data(cfg: SearchConfig, role: Role, threads: int | None, log: Callable[[str], None]):
+def _load_data(cfg: SearchConfig, role: Role, threads: int | None, log: Callable[[str], None], arrays=None):
     """TensorFlow (threads set), the data splits (checked against the HyperModel) and the configured
     distribution strategy (None: one device)."""
     from search.runtime import import_tensorflow
@@ -285,8 +326,18 @@ def _load_data(cfg: SearchConfig, role: Role, threads: int | None, log: Callable
     from search.data import sources
     from search.runtime import strategy
 
-    splits = sources.load_splits(cfg.data, cfg.seed)
-    check_hypermodel(cfg, splits.input_shape, splits.num_classes)  # images the model cannot take, weights
+    splits = sources.load_splits(cfg.data, cfg.seed, arrays)
+    if arrays is not None:  # the HyperModel's loss follows the labels' form, known before the copy is saved
+        from search.data.arrays import expect
+
+        expect(cfg.data.path, arrays)
+    sample = splits.sample_batch(2) if hasattr(splits, "sample_batch") else None
+    hypermodel = check_hypermodel(cfg, splits.input_shape, splits.num_classes, sample)  # images, labels, weights
+    if cfg.space.open and role.kind != "worker":
+        from search.models import user_notes
+
+        for note in user_notes(cfg, hypermodel):
+            log(f"warning: {note}")
     return splits, None if role.kind == "chief" else strategy(cfg, log)  # the chief trains nothing
 
 
@@ -341,10 +392,12 @@ def _search(run: SearchRun, splits):
         train_ds = run.train_for(cfg.seed)  # each trial reads a fresh one (`tuners.RecordingTuner`)
     hypermodel = build_hypermodel(cfg, splits.input_shape, splits.num_classes)
     run.samples = splits.samples(SAMPLE_IMAGES)  # the same images in every trial's augmentation grid
+    _known_dimensions(cfg, hypermodel.space)
     if run.mode != "resume":  # one experiment config per run; a resumed run keeps its own
         logged = hypermodel.logged_metrics
-        tensorboard.write_experiment(run.tensorboard_root, cfg.space, cfg.tuner.objective, logged, run.samples)
+        tensorboard.write_experiment(run.tensorboard_root, hypermodel.space, cfg.tuner.objective, logged, run.samples)
     tuner = tuners.build_tuner(run, hypermodel)
+    tuner.keep_dimensions()
     if run.progress is not None:
         run.progress.restart()  # elapsed and ETA count the search, not imports and data loading
     try:
@@ -370,9 +423,25 @@ def _search(run: SearchRun, splits):
         run.log(final_report(cfg, summarize(cfg)))
         raise FailureLimitReached(f"{e}; the results so far are kept in {cfg.run_dir}") from None
     tuner.prune_checkpoints(search_over=True)
+    tuner.keep_dimensions()  # a chief: the ones the workers' trials declared
     if tuner.pool is not None and tuner.pool.adopted:
         run.log(f"{tuner.pool.reused} of {tuner.pool.adopted} trials reused a compiled model (tuner.reuse_models)")
     return tuner
+
+
+def _known_dimensions(cfg: SearchConfig, space) -> None:
+    """A user's model: the dimensions its builds declared before, in this run (a resume) or in the run a warm
+    start comes from, join the space from the start, so the oracle proposes them (a warm start's `units_1`)."""
+    layout.with_dimensions(cfg)  # the final report lists them
+    if not getattr(space, "open", False):
+        return
+    runs = [cfg.run_dir]
+    warm = layout.read_json(cfg.run_dir / warmstart.WARM_FILE)
+    if warm:
+        runs.append(Path(warm["from"]))
+    for run_dir in runs:
+        space.extend((layout.read_json(run_dir / layout.DIMENSIONS_FILE) or {}).get("dimensions") or {})
+    space.grown.clear()  # the experiment written at the start declares them
 
 
 def _worker_command(cfg: SearchConfig, source, security) -> str:

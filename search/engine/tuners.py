@@ -166,6 +166,23 @@ class RecordingTuner(private_api.TunerHooks):
         self._trial_ended(trial)
         if not self.is_worker:  # a worker has no oracle of its own: the chief prunes
             self.retention.prune(self.oracle)
+            self.keep_dimensions(trial.hyperparameters)
+
+    def keep_dimensions(self, *more) -> None:
+        """A user's model: the dimensions its builds (and its `fit`) declared so far, found in the oracle's space,
+        recorded in the run (`dimensions.json`) and, when new ones appeared, declared in the HParams experiment."""
+        space = getattr(self.hypermodel, "space", None)
+        if space is None or not space.open or self.is_worker:
+            return
+        from hypermodels.wrapped import discover
+
+        for hyperparameters in (*more, self.oracle.hyperparameters):
+            discover(space, hyperparameters)
+        layout.keep_dimensions(self.run.run_dir, space)
+        if space.grown:
+            logged = tuple(getattr(self.hypermodel, "logged_metrics", ()))
+            tb.grow_experiment(self.run.tensorboard_root, space, self.oracle.objective.name, logged)
+            space.grown.clear()
 
     @property
     def is_worker(self) -> bool:

@@ -9,6 +9,7 @@ training epochs, and provenance.
 from __future__ import annotations
 
 import platform
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
@@ -45,8 +46,10 @@ def load_run(run_dir: str | Path) -> SearchConfig:
 def fixed_hyperparameters(space, values: dict) -> dict:
     """Nested notation of one trial's values: every dimension fixed, off ones null."""
     out: dict[str, dict] = {}
+    from hypermodels.dimensions import split_name
+
     for name, dim in space.dims.items():
-        section, _, key = name.partition(".")
+        section, key = split_name(name)
         if dim is None:
             out.setdefault(section, {})[key] = None
         elif name in values:  # conditional dimensions of other schedule kinds are absent
@@ -249,6 +252,15 @@ def build_export(
         has = ", ".join(c.text(c.value(cost)) for c in CONSTRAINTS.values())
         fit = f"constraints: trial {best['trial_id']} has {has}; {fit}"
         note = f"{note}\n{fit}" if note else fit
+    from hypermodels import registry
+
+    if registry.is_user(cfg.hypermodel.name):  # a KerasTuner model: `train` imports it by this name
+        problem = registry.importable(cfg.hypermodel.name)
+        module = sys.modules.get(cfg.hypermodel.name.partition(":")[0])
+        provenance["model"] = {"import": cfg.hypermodel.name, "file": getattr(module, "__file__", None)}
+        if problem:
+            provenance["model"]["note"] = problem
+            note = f"{note}\n{problem}" if note else problem
     export = {
         "name": cfg.name,
         "seed": cfg.seed,
@@ -344,5 +356,7 @@ def write_export(
     header = (
         f"# ktsearch export of {run_dir}, trial {best['trial_id']}: {found}.\n# Train it: ktsearch train {output}\n"
     )
+    if prov.get("model", {}).get("note"):  # a model function no other process can import
+        header += f"# {prov['model']['note']}\n"
     layout.atomic_write(output, header + dump_yaml(export))
     return output, best["ranking_note"]

@@ -99,6 +99,7 @@ def check(model, out: Path, names: list[str], test_ds) -> dict:
     seen = 0
     for x, y in test_ds:
         x, y = x.numpy()[: CHECK_IMAGES - seen], y.numpy()[: CHECK_IMAGES - seen]
+        y = y.argmax(1) if y.ndim == 2 else y  # one-hot rows, as a user's arrays gave them
         reference = model.predict_on_batch(x)
         correct["keras"] += int((reference.argmax(1) == y).sum())
         for name, predict in predictors.items():

@@ -170,6 +170,7 @@ def train(
     overwrite: bool = False,
     verbose: int = 2,
     log=print,
+    hypermodel=None,
 ) -> dict:
     """Train from an export file (or dict); returns the metrics also written to metrics.json.
 
@@ -187,7 +188,13 @@ def train(
         overrides: ``--set KEY=VALUE`` items (``distribution.strategy=mirrored``).
         overwrite: replace an earlier model and its files there.
         verbose: Keras fit verbosity (0 silent, 2 one line per epoch).
+        hypermodel: the model function or `keras_tuner.HyperModel` the search ran, for an export whose
+            `hypermodel.name` cannot be imported (one defined in a script's `__main__` or a notebook).
     """
+    if hypermodel is not None:
+        from search.models import use_hypermodel
+
+        use_hypermodel(hypermodel)
     cfg = load_export(export, overrides)
     for flag, name, value, least in (("--epochs", "epochs", epochs, 1), ("--seed", "seed", seed, 0)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):

@@ -142,7 +142,7 @@ def saved_config(run_dir: str | os.PathLike, hint: str = "restore it from a copy
     path = Path(run_dir) / layout.CONFIG_FILE
     try:
         raw = read_yaml(path)
-        return raw, validate(raw, str(path))
+        return raw, layout.with_dimensions(validate(raw, str(path)), Path(run_dir))
     except UserError as e:
         if e.message == "file not found":
             raise

@@ -37,6 +37,26 @@ DATA_CACHE_DIR = "cache"  # uint8 caches of streamed sources (search.data.stream
 FINALIZE_DIR = "finalize"
 FINALIZE_RESULTS_FILE = "results.json"  # in FINALIZE_DIR: every training's metrics, by configuration and seed
 FINALISTS_FILE = "finalists.json"  # in FINALIZE_DIR: the finalists' statistics and the pick
+ARRAYS_DIR = "data"  # a Python caller's arrays (`tune(data=...)`, `search.data.arrays`)
+DIMENSIONS_FILE = "dimensions.json"  # a user model's dimensions as its builds declared them (`with_dimensions`)
+
+
+def keep_dimensions(run_dir: Path, space) -> None:
+    """Record the user model's dimensions `space` holds (and the ktsearch ones it dropped), for later readers."""
+    data = {"dimensions": space.user_records(), "dropped": list(space.dropped)}
+    if read_json(Path(run_dir) / DIMENSIONS_FILE) != json.loads(json.dumps(data, default=jsonable)):
+        write_json(Path(run_dir) / DIMENSIONS_FILE, data)
+
+
+def with_dimensions(config, run_dir: Path | None = None):
+    """`config` with its space holding the user model's dimensions a run recorded (a user's model only)."""
+    space = config.space
+    saved = read_json(Path(run_dir or config.run_dir) / DIMENSIONS_FILE) if space.open else None
+    if saved:
+        space.extend(saved.get("dimensions") or {})
+        for name in saved.get("dropped") or ():
+            space.drop(name)
+    return config
 
 
 def atomic_write(path: str | os.PathLike, text: str) -> None:

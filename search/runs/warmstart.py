@@ -56,12 +56,15 @@ def top_configurations(run_dir: Path, top: int) -> tuple[SearchConfig, list[dict
 def adapt(values: dict, trial_id: str, old: SearchConfig, new: SearchConfig, flag: str) -> dict:
     """`values` of the earlier run's trial as the new space's values (its dimensions that are not off);
     UserError naming the first value that the new space cannot take."""
-    from hypermodels.dimensions import condition_of
+    from hypermodels.dimensions import condition_of, split_name
 
-    out = {}
+    def users(name: str) -> bool:  # a KerasTuner user's own `hp` name: the model declares it as it builds
+        return new.space.open and old.space.open and split_name(name)[0] == "model" and "." not in name
+
+    out = {name: value for name, value in values.items() if users(name) and name not in new.space.dims}
     kind = values.get("schedule.kind")
     for name in values:
-        if name not in new.space.dims and condition_of(name) is None:
+        if name not in new.space.dims and condition_of(name) is None and not users(name):
             raise UserError(
                 flag,
                 name,
@@ -76,6 +79,8 @@ def adapt(values: dict, trial_id: str, old: SearchConfig, new: SearchConfig, fla
             value = values[name]
         elif name in old.space.dims and old.space.dims[name] is None:
             value = old.space.specs[name].off  # the earlier run had it off
+        elif users(name) or name in getattr(old.space, "dropped", ()):
+            continue  # a name the model declares only for some values, or one its compile made unused
         else:
             raise UserError(
                 flag,

@@ -40,6 +40,13 @@ def test_instance_attributes_exist_on_real_objects(tmp_path, monkeypatch):
     _has(sgd, private_api.REQUIRED_INSTANCE["keras.optimizers.SGD (built, momentum > 0)"], "SGD")
     assert private_api.sgd_momentum(sgd, variables[0]).shape == (3,)
 
+    model = keras.Sequential([keras.layers.Dense(2)])
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)
+    model.compile(optimizer="sgd", loss=loss, metrics=["mae"])
+    _has(model, private_api.REQUIRED_INSTANCE["keras.Model (compiled)"], "Model")
+    arguments = private_api.compile_arguments(model)
+    assert arguments["loss"] is loss and arguments["metrics"] == ["mae"] and arguments["optimizer"] is model.optimizer
+
     hp = kt.HyperParameters()
     hp.Int("x", 0, 9)
     oracle = kt.oracles.HyperbandOracle(objective="val_accuracy", max_epochs=3, hyperparameters=hp)

@@ -32,6 +32,30 @@ def _npz_mismatched(path: Path) -> None:
     np.savez(path, x_train=np.zeros((10, 8, 8), "uint8"), y_train=np.zeros(7, "int64"))
 
 
+def _npz_nan(path: Path) -> None:
+    x = np.zeros((10, 8, 8), "float32")
+    x[3, 2, 2] = np.nan
+    np.savez(path, x_train=x, y_train=np.arange(10) % 2)
+
+
+MODEL_FILE = """
+import keras
+
+
+def three_outputs(hp):
+    return keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(hp.Int("units", 8, 16)), keras.layers.Dense(3)])
+
+
+def one_hot_loss(hp):
+    model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+not_a_model = 3
+"""
+
+
 def _dir_one_class(path: Path) -> None:
     (path / "cats").mkdir(parents=True)
     (path / "cats" / "a.txt").write_text("not an image")
@@ -596,6 +620,42 @@ CASES = [
         {"c.yaml": _config(data={"source": "npz", "path": "d.npz"}), "d.npz": _npz_mismatched},
         SEARCH,
         ["d.npz", "y_train", "expected 10 labels"],
+    ),
+    (
+        "npz-nan-pixels",
+        {"c.yaml": _config(data={"source": "npz", "path": "d.npz"}), "d.npz": _npz_nan},
+        SEARCH,
+        ["d.npz", "x_train", "image 3 has NaN or infinite pixel values"],
+    ),
+    (
+        "arrays-folder-without-its-arrays",
+        {"c.yaml": _config(data={"source": "arrays", "path": "saved"}), "saved/notes.txt": "not arrays"},
+        SEARCH,
+        ["saved", "data.path", "expected the arrays a Python call saved here (data.json not found)"],
+    ),
+    (
+        "model-function-output-width",
+        {"c.yaml": _config(hypermodel={"name": "m:three_outputs"}), "m.py": MODEL_FILE},
+        SEARCH,
+        ["c.yaml", "hypermodel.name", "the model's output has 3 values per image, but the data has 10 classes"],
+    ),
+    (
+        "model-function-loss-and-labels",  # compiled for one-hot rows; the digits are class indices
+        {"c.yaml": _config(hypermodel={"name": "m:one_hot_loss"}), "m.py": MODEL_FILE},
+        SEARCH,
+        ["c.yaml", "hypermodel.name", "compiled loss or metrics do not fit labels given as class indices"],
+    ),
+    (
+        "model-name-not-in-module",
+        {"c.yaml": _config(hypermodel={"name": "m:build_modle"}), "m.py": MODEL_FILE},
+        SEARCH,
+        ["c.yaml", "hypermodel.name", "module 'm' has no 'build_modle'"],
+    ),
+    (
+        "model-name-not-a-model",
+        {"c.yaml": _config(hypermodel={"name": "m:not_a_model"}), "m.py": MODEL_FILE},
+        SEARCH,
+        ["c.yaml", "hypermodel.name", "'m:not_a_model' is a value of type int; expected a HyperModel class"],
     ),
     (
         "set-without-equals",
