@@ -8,6 +8,12 @@ Python API (each accepts a config path or dict)::
     path = export_best("results/mnist5k-cnn")  # the finalists' pick
     metrics = train(path, full_data=True, quantize=True)
 
+A KerasTuner script's own model function (or `keras_tuner.HyperModel`) and arrays, as they are
+(docs/keras-tuner.md)::
+
+    summary = tune({"tuner": {"max_epochs": 9}}, hypermodel=build_model,
+                   data={"train": (x_train, y_train), "validation": (x_val, y_val)})
+
 `register_hypermodel` adds a HyperModel class usable by name in YAML. Every error ktsearch
 raises on purpose is a `KtsearchError` (`UserError`: bad input; `SearchStopped`: the search
 ended early; `StorageError`: a write failed for want of storage). Importing this package does
