@@ -111,10 +111,15 @@ USER_MODEL = UserModelSpace()
 USER_DOC = "declared by the model's own hp calls"
 
 
+def is_user_name(name: str) -> bool:
+    """Whether `name` is a user's model's own (`units_0`, `lr`): not `section.key` of a ktsearch section."""
+    section, dot, _ = name.partition(".")
+    return not (dot and section in SECTIONS)
+
+
 def split_name(name: str) -> tuple[str, str]:
     """(section, key) of a dimension: `schedule.kind` -> (schedule, kind); a user's `units_0` -> (model, units_0)."""
-    section, dot, key = name.partition(".")
-    return (section, key) if dot and section in SECTIONS else ("model", name)
+    return ("model", name) if is_user_name(name) else tuple(name.split(".", 1))
 
 
 def spec_for(raw: Any) -> Spec:
@@ -206,7 +211,7 @@ class SearchSpace:
         if not isinstance(raw, dict):
             raise SpaceError("model", f"expected a mapping of the model's hyperparameter names, got {raw!r}")
         for key, value in raw.items():
-            if not isinstance(key, str) or not key or split_name(key)[0] != "model":
+            if not isinstance(key, str) or not key or not is_user_name(key):
                 raise SpaceError(f"model.{key}", "expected the name of one of the model's own hp calls")
             spec = spec_for(value)
             self.specs[key] = spec
@@ -214,7 +219,7 @@ class SearchSpace:
 
     def user_names(self) -> list[str]:
         """The user's own dimensions (a user's model only), in the order they became known."""
-        return [n for n in self.dims if split_name(n)[0] == "model" and "." not in n] if self.open else []
+        return [n for n in self.dims if is_user_name(n)] if self.open else []
 
     def add(self, name: str, dim: Dimension, spec: Spec) -> bool:
         """Add a user dimension a build declared (False when it is known already: a YAML one keeps its domain)."""

@@ -71,11 +71,6 @@ def importable(name: str) -> str | None:
     return None
 
 
-def use(name: str, obj: Any) -> None:
-    """Resolve `name` to `obj` in this process (`tune(hypermodel=obj)`: its import name, found without importing)."""
-    _REGISTERED[name] = obj
-
-
 def search_folders(folder: str | os.PathLike | None) -> None:
     """Let `module:attr` names import from the config's folder and the working directory, as `python` would."""
     for path in (os.getcwd(), None if folder is None else str(Path(folder).resolve())):
@@ -85,8 +80,9 @@ def search_folders(folder: str | os.PathLike | None) -> None:
 
 def _import_class(name: str) -> Any:
     module_name, _, attr = name.partition(":")
-    if importable(name):  # a script's or a notebook's own: no other process can import it
-        raise UnknownHyperModel(importable(name))
+    problem = importable(name)
+    if problem:  # a script's or a notebook's own: no other process can import it
+        raise UnknownHyperModel(problem)
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
@@ -138,10 +134,10 @@ def model_space(name: str) -> dict[str, Spec]:
     """Architecture dimensions of HyperModel `name` (no TensorFlow for built-ins; `USER_MODEL` for a user's)."""
     if is_user(name):
         return USER_MODEL
-    if name not in _BUILTIN and not isinstance(resolve(name), type):
-        got = type(resolve(name)).__name__
+    found = None if name in _BUILTIN else resolve(name)
+    if found is not None and not isinstance(found, type):
         raise UnknownHyperModel(
-            f"'{name}' is a value of type {got}; expected a HyperModel class, a function hp -> keras.Model or a keras_tuner.HyperModel"
+            f"'{name}' is a value of type {type(found).__name__}; expected a HyperModel class, a function hp -> keras.Model or a keras_tuner.HyperModel"
         )
     return _attribute(name, "model_space", lambda entry: entry[2]) or {}
 

@@ -24,13 +24,12 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
-from hypermodels import private_api
-from hypermodels.base import ImageHyperModel, make_optimizer
+from hypermodels import augment, private_api
+from hypermodels.base import BOOKKEEPING, ImageHyperModel, make_optimizer
 from hypermodels.dimensions import SearchSpace, spec_of
 from hypermodels.notation import Choice, Dimension, Fixed, Range
 from hypermodels.schedules import LRSchedule
 
-LABEL_FORMS = ("index", "one_hot")  # class indices 0..K-1, or one-hot rows of K
 INITIAL_LR = "schedule.initial_lr"
 # Dimensions that act only through something the user's model may not have: name -> what it needs.
 NEEDS = {
@@ -108,7 +107,7 @@ def discover(space: SearchSpace, hyperparameters) -> list[str]:
     """Add to `space` every hyperparameter of `hyperparameters` (a `kt.HyperParameters`) it lacks; the new names."""
     new = []
     for hp in hyperparameters.space:
-        if hp.name in space.dims or hp.name in space.specs or hp.name.startswith("tuner/"):
+        if hp.name in space.dims or hp.name in space.specs or hp.name.startswith(BOOKKEEPING):
             continue
         dim, spec = dimension_of(hp)
         if space.add(hp.name, dim, spec):
@@ -139,9 +138,7 @@ class UserHyperModel(ImageHyperModel):
     def _probe(self) -> tuple[bool, float | None, list[str]]:
         """Build the user's model once at default values: their dimensions, whether it compiles itself, its rate."""
         hp = kt.HyperParameters()  # the user's own calls alone (YAML's narrowed ones join in every real build)
-        model = self.user.build(hp)
-        if not isinstance(model, keras.Model):
-            raise ValueError(f"the model function returned {type(model).__name__}, expected a keras.Model")
+        model = self._user_build(hp)
         self.probed = [hp_.name for hp_ in hp.space]
         ours = [name for name in self.probed if name in self.space.dims and name not in self.space.user_names()]
         discover(self.space, hp)
@@ -183,16 +180,18 @@ class UserHyperModel(ImageHyperModel):
                 out[name] = f"the model has no place for it: it needs {why}"
         return out
 
+    def _user_build(self, hp) -> keras.Model:
+        model = self.user.build(hp)
+        if not isinstance(model, keras.Model):
+            raise ValueError(f"the model function returned {type(model).__name__}, expected a keras.Model")
+        return model
+
     def _build_model(self, hp) -> keras.Model:
         values = self.space.declare(hp)
-        user = self.user.build(hp)
-        if not isinstance(user, keras.Model):
-            raise ValueError(f"the model function returned {type(user).__name__}, expected a keras.Model")
+        user = self._user_build(hp)
         discover(self.space, hp)
         inputs = keras.Input(shape=self.input_shape, name="pixels")
         x = inputs
-        from hypermodels import augment
-
         layer = augment.from_values(values, seed=self.seed)
         if layer is not None:
             x = layer(x)
@@ -252,4 +251,4 @@ def user_learning_rate(model: keras.Model) -> float | None:
 
 def values_key(hp) -> tuple:
     """The values of a build, as a key (the user's rate follows from them: their `lr` may be searched)."""
-    return tuple(sorted((k, v) for k, v in hp.values.items() if not k.startswith("tuner/")))
+    return tuple(sorted((k, v) for k, v in hp.values.items() if not k.startswith(BOOKKEEPING)))

@@ -72,12 +72,6 @@ def build_hypermodel(cfg: Config, input_shape, num_classes: int, seed: int | Non
     )
 
 
-def check_user(cfg: Config) -> bool:
-    from hypermodels import registry
-
-    return registry.is_user(cfg.hypermodel.name)
-
-
 def user_model(cfg: Config):
     """The wrapped user's model of `cfg` as a build at default values sees it (no data: placeholder images),
     for `validate` and `plan`: its space (the model's own dimensions included) and what it makes of ktsearch's."""
@@ -124,8 +118,11 @@ def check_hypermodel(cfg: Config, input_shape, num_classes: int, sample=None):
         check = getattr(hypermodel, "check", None)
         if check is not None:  # a user's model: one build at default values, on these images
             check(sample)
-    except ValueError as e:  # the images do not fit the HyperModel
-        raise UserError(str(cfg.source), "hypermodel.name" if check_user(cfg) else "data", str(e)) from None
+    except ValueError as e:  # the images do not fit the HyperModel (a user's: nor its compile the labels)
+        from hypermodels import registry
+
+        key = "hypermodel.name" if registry.is_user(cfg.hypermodel.name) else "data"
+        raise UserError(str(cfg.source), key, str(e)) from None
     prepare = getattr(hypermodel, "prepare", None)
     if prepare is not None:
         try:
@@ -154,5 +151,5 @@ def use_hypermodel(obj) -> str:
             f"expected a function hp -> keras.Model, a keras_tuner.HyperModel or a ktsearch HyperModel class, got {obj!r}",
         )
     name = registry.import_name(obj)
-    registry.use(name, obj)
+    registry.register(name, obj)  # resolved to `obj` itself in this process, found without importing
     return name

@@ -41,6 +41,22 @@ class ArraysInput:
     num_classes: int
     meta: dict = field(default_factory=dict)
 
+    def stored(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """A split's images in their stored dtype (what the saved copy holds: converted in chunks, or as given
+        when they have it already) and its class indices."""
+        x, y = self.parts[split]
+        dtype = np.dtype(self.meta["splits"][split]["x"]["dtype"])
+        if x.dtype != dtype:
+            x = copy_in_chunks(x, np.empty(x.shape, dtype=dtype))
+        return x, np.asarray(y, dtype="int64")
+
+
+def copy_in_chunks(source: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """`out[:] = source`, converting `CHUNK` images at a time (no full-size temporary); returns `out`."""
+    for start in range(0, len(source), CHUNK):
+        out[start : start + CHUNK] = source[start : start + CHUNK]
+    return out
+
 
 def _fail(key: str, message: str) -> UserError:
     return UserError(WHERE, key, message)
@@ -215,9 +231,7 @@ def save(arrays: ArraysInput, folder: Path) -> None:
             out = np.lib.format.open_memmap(
                 tmp / f"{part}_{split}.npy", mode="w+", dtype=info["dtype"], shape=array.shape
             )
-            for start in range(0, len(array), CHUNK):
-                out[start : start + CHUNK] = array[start : start + CHUNK]
-            out.flush()
+            copy_in_chunks(array, out).flush()
             del out
     (tmp / META_FILE).write_text(json.dumps(arrays.meta, indent=2))
     tmp.replace(folder)

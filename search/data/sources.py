@@ -240,19 +240,7 @@ def array_splits(given, cfg: DataConfig, seed: int) -> Splits:
 
     A split the caller gave is kept as given; the stratified split makes only the missing ones, from train.
     """
-    from search.data.arrays import CHUNK
-
-    def stored(split: str) -> tuple[np.ndarray, np.ndarray]:
-        x, y = given.parts[split]
-        dtype = given.meta["splits"][split]["x"]["dtype"]
-        if x.dtype != dtype:  # uint8 when every value allows it, float32 otherwise (what the saved copy holds)
-            out = np.empty(x.shape, dtype=dtype)
-            for start in range(0, len(x), CHUNK):
-                out[start : start + CHUNK] = x[start : start + CHUNK]
-            x = out
-        return x, np.asarray(y, dtype="int64")
-
-    x, y = stored("train")
+    x, y = given.stored("train")
     names = [str(i) for i in range(given.num_classes)]
     rng = np.random.default_rng(seed)
     has_val, has_test = "validation" in given.parts, "test" in given.parts
@@ -267,8 +255,8 @@ def array_splits(given, cfg: DataConfig, seed: int) -> Splits:
     train_idx = parts[0]
     whole = len(train_idx) == len(y) and (np.diff(train_idx) == 1).all()
     x_train, y_train = (x, y) if whole else (x[train_idx], y[train_idx])
-    x_val, y_val = stored("validation") if has_val else (x[val_idx], y[val_idx])
-    x_test, y_test = stored("test") if has_test else (x[test_idx], y[test_idx])
+    x_val, y_val = given.stored("validation") if has_val else (x[val_idx], y[val_idx])
+    x_test, y_test = given.stored("test") if has_test else (x[test_idx], y[test_idx])
     x_train, x_val, x_test = (_convert(a, cfg) for a in (x_train, x_val, x_test))
     return Splits(x_train, y_train, x_val, y_val, x_test, y_test, names, label_form=given.label_form)
 

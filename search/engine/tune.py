@@ -275,16 +275,17 @@ def tune(
         _search(run, splits)
     progress.close()
     summary = summarize(cfg)
-    log(final_report(layout.with_dimensions(cfg), summary))
+    log(final_report(cfg, summary))
     return summary
 
 
 def _check_arrays(cfg: SearchConfig, mode: str, given) -> None:
     """A resume with arrays from Python: the same arrays the run was started with, or one line on what differs."""
     saved = cfg.run_dir / layout.ARRAYS_DIR
-    if given is None or mode != "resume" or not (saved / "data.json").is_file():
-        return
     from search.data import arrays
+
+    if given is None or mode != "resume" or not (saved / arrays.META_FILE).is_file():
+        return
 
     diff = arrays.differences(arrays.read_meta(saved), given.meta)
     if diff:
@@ -432,7 +433,6 @@ def _search(run: SearchRun, splits):
 def _known_dimensions(cfg: SearchConfig, space) -> None:
     """A user's model: the dimensions its builds declared before, in this run (a resume) or in the run a warm
     start comes from, join the space from the start, so the oracle proposes them (a warm start's `units_1`)."""
-    layout.with_dimensions(cfg)  # the final report lists them
     if not getattr(space, "open", False):
         return
     runs = [cfg.run_dir]
@@ -440,7 +440,7 @@ def _known_dimensions(cfg: SearchConfig, space) -> None:
     if warm:
         runs.append(Path(warm["from"]))
     for run_dir in runs:
-        space.extend((layout.read_json(run_dir / layout.DIMENSIONS_FILE) or {}).get("dimensions") or {})
+        space.extend(layout.read_dimensions(run_dir)["dimensions"])
     space.grown.clear()  # the experiment written at the start declares them
 
 
@@ -484,6 +484,7 @@ def _fmt(value: Any) -> str:
 
 
 def final_report(cfg: SearchConfig, summary: dict) -> str:
+    layout.with_dimensions(cfg)  # a user's model: its own dimensions are listed with ktsearch's
     trials = summary["trials"]
     done = sum(t["status"] == "COMPLETED" for t in trials)
     lines = [f"search finished: {done} of {len(trials)} trials completed"]

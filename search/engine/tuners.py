@@ -166,19 +166,20 @@ class RecordingTuner(private_api.TunerHooks):
         self._trial_ended(trial)
         if not self.is_worker:  # a worker has no oracle of its own: the chief prunes
             self.retention.prune(self.oracle)
-            self.keep_dimensions(trial.hyperparameters)
+            self.keep_dimensions()
 
-    def keep_dimensions(self, *more) -> None:
-        """A user's model: the dimensions its builds (and its `fit`) declared so far, found in the oracle's space,
-        recorded in the run (`dimensions.json`) and, when new ones appeared, declared in the HParams experiment."""
+    def keep_dimensions(self) -> None:
+        """A user's model: the dimensions its builds (and its `fit`) declared so far, found in the oracle's space
+        (`end_trial` merged the trial's in), recorded in the run (`dimensions.json`) and, when new ones appeared,
+        declared in the HParams experiment."""
         space = getattr(self.hypermodel, "space", None)
         if space is None or not space.open or self.is_worker:
             return
         from hypermodels.wrapped import discover
 
-        for hyperparameters in (*more, self.oracle.hyperparameters):
-            discover(space, hyperparameters)
-        layout.keep_dimensions(self.run.run_dir, space)
+        discover(space, self.oracle.hyperparameters)
+        if space.grown or not (self.run.run_dir / layout.DIMENSIONS_FILE).is_file():
+            layout.keep_dimensions(self.run.run_dir, space)
         if space.grown:
             logged = tuple(getattr(self.hypermodel, "logged_metrics", ()))
             tb.grow_experiment(self.run.tensorboard_root, space, self.oracle.objective.name, logged)

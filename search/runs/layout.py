@@ -43,18 +43,22 @@ DIMENSIONS_FILE = "dimensions.json"  # a user model's dimensions as its builds d
 
 def keep_dimensions(run_dir: Path, space) -> None:
     """Record the user model's dimensions `space` holds (and the ktsearch ones it dropped), for later readers."""
-    data = {"dimensions": space.user_records(), "dropped": list(space.dropped)}
-    if read_json(Path(run_dir) / DIMENSIONS_FILE) != json.loads(json.dumps(data, default=jsonable)):
-        write_json(Path(run_dir) / DIMENSIONS_FILE, data)
+    write_json(Path(run_dir) / DIMENSIONS_FILE, {"dimensions": space.user_records(), "dropped": list(space.dropped)})
+
+
+def read_dimensions(run_dir: Path) -> dict:
+    """What `keep_dimensions` recorded: {"dimensions": {name: record}, "dropped": [names]} (empty: none)."""
+    saved = read_json(Path(run_dir) / DIMENSIONS_FILE) or {}
+    return {"dimensions": saved.get("dimensions") or {}, "dropped": saved.get("dropped") or []}
 
 
 def with_dimensions(config, run_dir: Path | None = None):
     """`config` with its space holding the user model's dimensions a run recorded (a user's model only)."""
     space = config.space
-    saved = read_json(Path(run_dir or config.run_dir) / DIMENSIONS_FILE) if space.open else None
-    if saved:
-        space.extend(saved.get("dimensions") or {})
-        for name in saved.get("dropped") or ():
+    if space.open:
+        saved = read_dimensions(Path(run_dir or config.run_dir))
+        space.extend(saved["dimensions"])
+        for name in saved["dropped"]:
             space.drop(name)
     return config
 

@@ -56,10 +56,10 @@ def top_configurations(run_dir: Path, top: int) -> tuple[SearchConfig, list[dict
 def adapt(values: dict, trial_id: str, old: SearchConfig, new: SearchConfig, flag: str) -> dict:
     """`values` of the earlier run's trial as the new space's values (its dimensions that are not off);
     UserError naming the first value that the new space cannot take."""
-    from hypermodels.dimensions import condition_of, split_name
+    from hypermodels.dimensions import condition_of, is_user_name
 
     def users(name: str) -> bool:  # a KerasTuner user's own `hp` name: the model declares it as it builds
-        return new.space.open and old.space.open and split_name(name)[0] == "model" and "." not in name
+        return new.space.open and old.space.open and is_user_name(name)
 
     out = {name: value for name, value in values.items() if users(name) and name not in new.space.dims}
     kind = values.get("schedule.kind")
