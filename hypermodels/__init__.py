@@ -1,6 +1,9 @@
 """HyperModels for ktsearch: search dimensions as constructor arguments, `build(hp)` reads `hp`.
 
-Importing this package is cheap; the Keras classes load on first access.
+In a plain KerasTuner `build_model(hp)`, ktsearch's dimensions are three helpers (`hypermodels.helpers`,
+docs/in-your-script.md): `augmentation(hp, ...)`, `lr_schedule(hp, ...)` and `conv_bn_act(x, filters, hp, ...)`.
+
+Importing this package is cheap; the Keras classes and the helpers load on first access.
 """
 
 from hypermodels.dimensions import SearchSpace
@@ -13,6 +16,10 @@ _LAZY = {
     "CNNHyperModel": "hypermodels.cnn",
     "ResNetHyperModel": "hypermodels.resnet",
     "RandomAffine": "hypermodels.augment",
+    "augmentation": "hypermodels.helpers",
+    "lr_schedule": "hypermodels.helpers",
+    "conv_bn_act": "hypermodels.helpers",
+    "EpochSchedule": "hypermodels.helpers",
 }
 
 __all__ = ["register", "resolve", "LRSchedule", "SearchSpace", "Spec", "Fixed", "Range", "Choice", *_LAZY]

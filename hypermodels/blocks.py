@@ -75,20 +75,35 @@ def unit_options(values: dict) -> dict:
     }
 
 
-def conv_unit(x, filters: int, *, placement: str, activation: str, momentum: float, name: str, strides: int = 1):
-    """3x3 conv + activation, with BatchNorm where `placement` says.
+def conv_unit(
+    x,
+    filters: int,
+    *,
+    placement: str,
+    activation: str,
+    momentum: float,
+    name: str | None,
+    strides: int = 1,
+    kernel_size: int = 3,
+):
+    """Conv (3x3 unless told) + activation, with BatchNorm where `placement` says (`name`: the layers'
+    prefix; None: Keras names them).
 
     * ``before_activation``: Conv (no bias: BN's beta replaces it) -> BN -> activation
     * ``after_activation``: Conv -> activation -> BN
     * ``none``: Conv -> activation
     """
+
+    def named(part: str) -> str | None:
+        return None if name is None else f"{name}_{part}"
+
     use_bias = placement != "before_activation"
-    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=use_bias, name=f"{name}_conv")(x)
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=use_bias, name=named("conv"))(x)
     if placement == "before_activation":
-        x = FusedBatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
-    x = layers.Activation(activation, name=f"{name}_act")(x)
+        x = FusedBatchNormalization(momentum=momentum, name=named("bn"))(x)
+    x = layers.Activation(activation, name=named("act"))(x)
     if placement == "after_activation":
-        x = FusedBatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
+        x = FusedBatchNormalization(momentum=momentum, name=named("bn"))(x)
     return x
 
 

@@ -94,6 +94,31 @@ SCHEDULE_BY_KIND = {
 }
 
 SECTIONS = ("augmentation", "batchnorm", "schedule", "model")
+
+# What `hypermodels.augmentation(hp)`, `hypermodels.lr_schedule(hp)` and `hypermodels.conv_bn_act(x, filters, hp)`
+# search when a call leaves an argument out: the default search's space (configs/mnist5k.yaml; a test keeps them
+# equal). Flips stay off unless asked for: a mirrored digit or letter is another glyph.
+SCRIPT_DEFAULTS = {
+    "augmentation": {
+        "rotation_range": {"min": 0, "max": 30},
+        "width_shift_range": {"min": 0, "max": 0.2},
+        "height_shift_range": {"min": 0, "max": 0.2},
+        "shear_range": {"min": 0, "max": 20},
+        "zoom_range": {"min": 0, "max": 0.2},
+        "horizontal_flip": False,
+        "fill_mode": "nearest",
+    },
+    "batchnorm": {"placement": {"choice": list(PLACEMENTS)}},
+    "schedule": {
+        "kind": {"choice": list(SCHEDULE_KINDS)},
+        "initial_lr": {"min": 1.0e-4, "max": 1.0e-2, "sampling": "log"},
+        "warmup_epochs": {"min": 0, "max": 2},
+        "drop_epoch": {"min": 3, "max": 7},
+        "drop_factor": 0.1,
+        "decay_rate": {"min": 0.6, "max": 0.95},
+        "min_lr_ratio": 0.0,
+    },
+}
 DEFAULT_METRICS = ("loss", "accuracy")  # what a HyperModel logs unless it says otherwise (`logged_metrics`)
 
 
@@ -275,14 +300,14 @@ class SearchSpace:
     def max_value(self, name: str) -> Any:
         return upper(self.dims[name], self.specs[name])
 
-    def declare(self, hp) -> dict[str, Any]:
-        """Register every dimension on `hp` and return the values this build uses."""
+    def declare(self, hp, sections: tuple[str, ...] = SECTIONS) -> dict[str, Any]:
+        """Register every dimension (of `sections` only, when given) on `hp` and return the values this build uses."""
         values: dict[str, Any] = {}
         for name, dim in self.dims.items():
-            if condition_of(name) is None:
+            if condition_of(name) is None and split_name(name)[0] in sections:
                 values[name] = self.specs[name].off if dim is None else declare(hp, name, dim)
         for kind, params in SCHEDULE_BY_KIND.items():
-            if kind not in self.kinds():
+            if kind not in self.kinds() or "schedule" not in sections:
                 continue
             with hp.conditional_scope("schedule.kind", [kind]):
                 for key in params:

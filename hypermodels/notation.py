@@ -22,8 +22,15 @@ from typing import Any
 REQUIRED = object()  # a Spec default meaning "the user must give this one"
 
 
-class SpaceError(ValueError):
-    """A dimension that breaks its Spec; `key` is the dotted config path."""
+class KtsearchError(Exception):
+    """Base class of every error ktsearch raises on purpose (catch this one in your scripts).
+
+    It lives here, in the bottom layer, so that `hypermodels`' own errors are ktsearch's too;
+    `search.errors` re-exports it with the others."""
+
+
+class SpaceError(KtsearchError, ValueError):
+    """A dimension that breaks its Spec; `key` is the dotted config path (or the helper's argument)."""
 
     def __init__(self, key: str, message: str):
         super().__init__(f"{key}: {message}")

@@ -67,6 +67,7 @@ REQUIRED_INSTANCE = {
     "keras_tuner OracleClient": ("_oracle", "stub"),
     "keras_tuner OracleServicer": ("stop_triggered",),
     "keras.Model (compiled)": ("_compile_config",),
+    "keras.optimizers.Optimizer (with a LearningRateSchedule)": ("_learning_rate",),
 }
 
 
@@ -126,6 +127,14 @@ def compile_arguments(model: keras.Model) -> dict:
     ``Model._compile_config.config`` (``keras/src/trainers/trainer.py::Trainer.compile``).
     """
     return dict(model._compile_config.config)
+
+
+def learning_rate_schedule(optimizer):
+    """The `LearningRateSchedule` an optimizer was given, or None (``keras/src/optimizers/base_optimizer.py``:
+    `_learning_rate`; the public `learning_rate` evaluates the schedule at the current step instead of
+    returning it): `hypermodels.helpers.continue_schedule` moves a continuation's curve to its start epoch."""
+    schedule = getattr(optimizer, "_learning_rate", None)
+    return schedule if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule) else None
 
 
 def adam_slots(optimizer: keras.optimizers.Adam, variable) -> tuple:
@@ -319,6 +328,14 @@ class TrialCap(int):
         return format(int(self), spec)
 
 
+class ProposedValues(dict):
+    """A proposed configuration, true even when empty (the one configuration of a space with no dimension
+    yet): see `OracleHooks._random_values`."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
 class OracleHooks:
     """A KerasTuner `Oracle` mixin: its private proposal steps, under names of ours.
 
@@ -347,7 +364,11 @@ class OracleHooks:
 
     def _random_values(self):
         values = self.propose_values()
-        return values if values is not None else super()._random_values()
+        values = values if values is not None else super()._random_values()
+        # Hyperband's `_random_trial` takes an empty configuration for an exhausted space (`if values:`), so a
+        # search whose dimensions are all declared later (in `run_trial`, or by a build that declares none yet)
+        # would stop before its first trial; KerasTuner's other oracles test `is None`, as this keeps meaning.
+        return None if values is None else ProposedValues(values)
 
     def propose_values(self):
         return None
@@ -370,6 +391,16 @@ class OracleHooks:
         return super()._compute_values_hash(values)
 
     OWN_PROPOSAL_STATE: tuple[str, ...] = ()  # a subclass's own attributes that proposing changes
+
+    def set_state(self, state):
+        # `HyperbandOracle.set_state` (``keras_tuner/src/tuners/hyperband.py``) restores the saved
+        # `hyperband_iterations`; the caller's wins, so that a finished search given more iterations goes on,
+        # as a `RandomSearch` given more `max_trials` does (a ktsearch run is extended this way; a plain
+        # script's `search.BOHB(..., hyperband_iterations=6, overwrite=False)` too).
+        given = getattr(self, "hyperband_iterations", None)
+        super().set_state(state)
+        if given is not None:
+            self.hyperband_iterations = given
 
     def proposal_state(self) -> dict:
         """A copy of everything proposing a trial may change, for `restore_proposal_state`."""

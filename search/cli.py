@@ -322,13 +322,27 @@ class Costs:
         return 0
 
 
+def _is_project(path: str) -> bool:
+    from search.analysis.projects import is_project
+
+    return is_project(path)
+
+
 class Report:
     name = "report"
-    help = "summarise a run: top trials, brackets, early stopping, hyperparameter importance, plots"
+    help = (
+        "summarise a run: top trials, brackets, early stopping, hyperparameter importance, plots "
+        "(or a plain KerasTuner project: DIR/PROJECT)"
+    )
 
     @staticmethod
     def add_arguments(p):
-        _run_dir_argument(p)
+        p.add_argument(
+            "run_dir",
+            metavar="RUN_DIR",
+            help="run directory, e.g. results/mnist5k-cnn; or a KerasTuner project directory (directory/project_name), "
+            "viewed in a directory of its own (-o), never written into",
+        )
         p.add_argument(
             "--format",
             choices=("md", "csv", "json"),
@@ -340,7 +354,8 @@ class Report:
             "--output",
             metavar="FILE",
             help="output file (default: RUN_DIR/report.FORMAT); '-' writes csv or json to standard output "
-            "(md needs a file: its PNG plots go beside it)",
+            "(md needs a file: its PNG plots go beside it). For a KerasTuner project: the directory its view and "
+            "report go to (default: a new temporary one)",
         )
         p.add_argument(
             "--no-measure",
@@ -353,7 +368,8 @@ class Report:
     def run(args) -> int:
         from search.analysis.report import report
 
-        _warn_damaged(args.run_dir)
+        if not _is_project(args.run_dir):
+            _warn_damaged(args.run_dir)
         path = report(args.run_dir, args.format, args.output, measure=not args.no_measure, log=_say)
         if path is not None:
             print(f"wrote {path}")
@@ -424,25 +440,46 @@ class Train:
 
 class TensorBoard:
     name = "tensorboard"
-    help = "start TensorBoard on a run (127.0.0.1 unless told otherwise) and print its URL"
+    help = (
+        "start TensorBoard on a run (127.0.0.1 unless told otherwise) and print its URL; or on a plain KerasTuner "
+        "project (DIR/PROJECT): ktsearch's HParams view of it"
+    )
 
     @staticmethod
     def add_arguments(p):
-        _run_dir_argument(p)
+        p.add_argument(
+            "run_dir",
+            metavar="RUN_DIR",
+            help="run directory, e.g. results/mnist5k-cnn; or a KerasTuner project directory (directory/project_name)",
+        )
         p.add_argument("--port", type=int, default=6006, help="port (default 6006; 0 picks a free one)")
         p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+        p.add_argument(
+            "-o",
+            "--output",
+            metavar="DIR",
+            help="for a KerasTuner project: the directory its view is written to (default: a new temporary one); "
+            "the project itself is never written into",
+        )
 
     @staticmethod
     def run(args) -> int:
         from search.runs import layout
 
-        logdir = Path(args.run_dir) / layout.TENSORBOARD_DIR
+        run_dir = args.run_dir
+        if args.output and not _is_project(run_dir):
+            raise UserError("-o", "", f"only used with a KerasTuner project; {run_dir} is not one")
+        if not 0 <= args.port <= 65535:
+            raise UserError("--port", "", f"expected a port in 0-65535, got {args.port}")
+        if _is_project(run_dir):
+            from search.analysis.projects import view
+
+            run_dir = str(view(run_dir, args.output, log=_say).run_dir)
+        logdir = Path(run_dir) / layout.TENSORBOARD_DIR
         if not logdir.is_dir():
             raise UserError(
                 args.run_dir, "", f"expected a run directory with {layout.TENSORBOARD_DIR}/ (written by ktsearch tune)"
             )
-        if not 0 <= args.port <= 65535:
-            raise UserError("--port", "", f"expected a port in 0-65535, got {args.port}")
         if args.host in ("0.0.0.0", "::"):
             print(
                 f"{PROG}: warning: --host {args.host} serves this run to every machine that can reach this one",
@@ -459,8 +496,8 @@ class TensorBoard:
             raise UserError(
                 f"--host {args.host} --port {args.port}", "", f"cannot start TensorBoard ({str(e).splitlines()[0]})"
             ) from None
-        print(f"TensorBoard for {args.run_dir}: {url}  (Ctrl-C stops it)", flush=True)
-        try:
+        try:  # the line first inside: a Ctrl-C as soon as it is read still ends the command cleanly
+            print(f"TensorBoard for {args.run_dir}: {url}  (Ctrl-C stops it)", flush=True)
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:

@@ -1,7 +1,10 @@
 """What ktsearch raises for a user to catch: one base class, `KtsearchError`.
 
 * `UserError`: bad input (config, CLI argument, data file, run directory); one line naming
-  the file, the key and what was expected; exit code 2.
+  the file, the key and what was expected; exit code 2. `ArgumentError`: a bad argument to a
+  Python call (the tuners, `search.BOHB` and `search.ASHA`).
+* `hypermodels.notation.SpaceError`: a search dimension that breaks its domain, from a config
+  or from one of `hypermodels`' `hp` helpers.
 * `SearchStopped`: the search ended early for a reason that is not bad input; exit code 1.
 * `StorageError`: a write failed because the disk is full, read-only or failing; exit code 3.
   `FailureLimitReached` is the one KerasTuner's `max_consecutive_failed_trials` causes.
@@ -11,6 +14,8 @@ from __future__ import annotations
 
 import contextvars
 import errno
+
+from hypermodels.notation import KtsearchError
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -25,10 +30,6 @@ def arg(flag: str, param: str) -> str:
     """An argument as its caller gave it, for an error to name: the flag under the `ktsearch` command
     (`--quantize`), the parameter from a Python call (`quantize=True`)."""
     return flag if COMMAND_LINE.get() else param
-
-
-class KtsearchError(Exception):
-    """Base class of every error ktsearch raises on purpose (catch this one in your scripts)."""
 
 
 class UserError(KtsearchError):
@@ -49,6 +50,11 @@ class UserError(KtsearchError):
     def line(self) -> str:
         where = f"{self.source}: {self.key}" if self.key else self.source
         return f"{where}: {self.message}"
+
+
+class ArgumentError(UserError, ValueError):
+    """A bad argument to a Python call of ktsearch's (`search.BOHB(factor=1)`): `source` names the call,
+    `key` the argument. A ValueError too, as KerasTuner raises for its own arguments."""
 
 
 class SearchStopped(KtsearchError):

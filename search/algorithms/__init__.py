@@ -17,7 +17,8 @@ reads its row: the config (which `tuner` keys apply), the tuner (`engine.tuners`
 
 Modules: `base` (`SearchOracle`), `schedule` (rounds, rungs and the plan's counts), `oracles` (the
 classes this table names, and `make_oracle`), `bohb`, `asha`, `ending` (ending a trial; the
-failure limit). Importing this package, or `schedule`, does not import TensorFlow; the package's own
+failure limit), `tuners` (`search.BOHB` and `search.ASHA`: BOHB's and ASHA's oracles as KerasTuner tuners, for a
+plain KerasTuner script). Importing this package, or `schedule`, does not import TensorFlow; the package's own
 `trial_order` is the order of the trial ids its oracles hand out, which every reader of a run sorts by.
 """
 

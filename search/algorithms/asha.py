@@ -116,3 +116,12 @@ class AshaOracle(private_api.OracleHooks, kt.Oracle):
             }
         )
         return state
+
+    def set_state(self, state):
+        super().set_state(state)
+        # Nothing to restore (everything is derived from the trials, and the caller's sizes win: a run can be
+        # extended), but another algorithm's project must not load as ASHA's: KerasTuner turns a missing key
+        # into its "pass `overwrite=True`" error, as when a Hyperband project is reloaded by another tuner.
+        missing = [k for k in ("max_epochs", "factor", "grace_period", "max_configurations") if k not in state]
+        if missing:
+            raise KeyError(missing[0])

@@ -162,17 +162,12 @@ class SearchOracle(private_api.OracleHooks):
         return state
 
     def set_state(self, state):
-        configured = getattr(self, "hyperband_iterations", None)  # Hyperband's and BOHB's, from the config
-        super().set_state(state)
+        super().set_state(state)  # Hyperband's and BOHB's `hyperband_iterations` stay the config's (`OracleHooks`)
         # KerasTuner's reload fills `trials` in the file system's order; what reads them in order (Bayesian
         # optimisation's observations) must see them as the uninterrupted search did.
         ordered = sorted(self.trials.items(), key=lambda item: trial_order(item[0]))
         self.trials.clear()
         self.trials.update(ordered)
-        if configured is not None:
-            # KerasTuner's `HyperbandOracle.set_state` restores the saved count; the config's wins, so that a
-            # finished search given more iterations goes on (a run can be extended, never shortened: `search.engine.tune`).
-            self.hyperband_iterations = configured
         saved = state.get(STATE_KEY) or {}  # absent in runs made before the budget existed
         self.spent_before = float(saved.get("spent_s", 0.0))
         self.session_start = self.clock()

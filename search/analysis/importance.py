@@ -34,7 +34,7 @@ def importance(trials: list[dict], dims: list[str], direction: str, repeats: int
     features = [*dims, "epochs"]
     for name in features:
         values = [
-            (t.get("record") or {}).get("epochs_granted", 0) + (t.get("record") or {}).get("initial_epoch", 0)
+            ((t.get("record") or {}).get("epochs_granted") or 0) + ((t.get("record") or {}).get("initial_epoch") or 0)
             if name == "epochs"
             else t["hyperparameters"].get(name)
             for t in done

@@ -22,6 +22,7 @@ import numpy as np
 
 from search.algorithms import ALGORITHMS, RUNGS
 from search.analysis.importance import MIN_TRIALS_FOR_IMPORTANCE, importance
+from search.analysis.projects import is_project
 from search.config import SearchConfig
 from search.engine.tune import budget_summary
 from search.errors import UserError
@@ -35,6 +36,8 @@ TOP_K = 10
 def load_run(run_dir: str | Path) -> tuple[SearchConfig, list[dict]]:
     run_dir = Path(run_dir)
     config_file = run_dir / layout.CONFIG_FILE
+    if is_project(run_dir):
+        raise UserError(str(run_dir), "", "a KerasTuner project, not a ktsearch run: `ktsearch report` views it")
     if not config_file.is_file():
         raise UserError(str(run_dir), "", "expected a run directory with config.yaml (written by ktsearch tune)")
     return integrity.saved_config(run_dir)[1], layout.read_trials(run_dir)
@@ -148,7 +151,7 @@ def _plots(
             ax.axis("off")
         fig.suptitle(f"{objective} against each searched dimension (colour: epochs trained)")
         paths.append(_save(fig, out_dir / "objective_vs_dimensions.png"))
-    top = _top(trials, config)[:5]
+    top = [t for t in _top(trials, config)[:5] if (_record(t).get("history") or {}).get(objective)]
     if top:
         fig, ax = plt.subplots(figsize=(7, 4))
         for t in top:
@@ -312,11 +315,19 @@ def markdown(
     dims: list[str],
     plots: list[Path],
     fronts: dict | None = None,
+    view: dict | None = None,
 ) -> str:
     objective = config.tuner.objective
     direction = layout.direction(objective)
     top = _top(trials, config)
-    lines = [f"# Search report: {run_dir.name}", ""]
+    title = Path(view["project"]).name if view else run_dir.name
+    lines = [f"# Search report: {title}", ""]
+    if view:
+        lines += [
+            f"A KerasTuner project ({view['tuner']}): {view['project']}. Not in KerasTuner's files, so not shown: "
+            f"{'; '.join(view['unknown'])}.",
+            "",
+        ]
     lines.append(
         f"{config.tuner.algorithm}: {len(trials)} trials, {sum(t['status'] == 'COMPLETED' for t in trials)} completed; "
         f"objective {objective} ({direction})."
@@ -334,7 +345,7 @@ def markdown(
     if workers:
         lines += ["", workers]
     lines += ["", f"## Top {min(TOP_K, len(top))} trials", ""]
-    header = ["trial", objective, "epochs run / granted", "best epoch", *dims]
+    header = ["trial", objective, "epochs granted" if view else "epochs run / granted", "best epoch", *dims]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + " --- |" * len(header))
     for t in top[:TOP_K]:
@@ -342,21 +353,23 @@ def markdown(
         cells = [
             t["trial_id"],
             f"{t['score']:.4f}",
-            f"{rec.get('epochs_run')} / {rec.get('epochs_granted')}",
+            str(rec.get("epochs_granted")) if view else f"{rec.get('epochs_run')} / {rec.get('epochs_granted')}",
             str(rec.get("best_epoch")),
         ]
         cells += [_fmt(t["hyperparameters"].get(d)) for d in dims]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", *finalists_section(run_dir)]
-    lines += ["", *fronts_section(run_dir, fronts, objective)]
+    if not view:  # a KerasTuner script's model function is not known to ktsearch: no finalists, no costs
+        lines += ["", *finalists_section(run_dir)]
+        lines += ["", *fronts_section(run_dir, fronts, objective)]
     asha = ALGORITHMS[config.tuner.algorithm].schedule == RUNGS
+    epochs_column = "epochs granted" if view else "epochs run / granted"
     lines += [
         "",
         "## Rungs (ASHA)" if asha else "## Brackets",
         "",
-        "| rung | trials | completed | best | mean | epochs run / granted |"
+        f"| rung | trials | completed | best | mean | {epochs_column} |"
         if asha
-        else "| bracket | rounds | trials | completed | best | mean | epochs run / granted |",
+        else f"| bracket | rounds | trials | completed | best | mean | {epochs_column} |",
         "| --- | --- | --- | --- | --- | --- |" if asha else "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for b in brackets(trials, direction, "round" if asha else "bracket"):
@@ -364,19 +377,21 @@ def markdown(
         mean = "-" if b["mean"] is None else f"{b['mean']:.4f}"
         first = f"| {b['bracket']} |" if asha else f"| {b['bracket']} | {b['rounds']} |"
         lines.append(
-            f"{first} {b['trials']} | {b['completed']} | {best} | {mean} | {b['epochs_run']} / {b['epochs_granted']} |"
+            f"{first} {b['trials']} | {b['completed']} | {best} | {mean} | "
+            + (f"{b['epochs_granted']} |" if view else f"{b['epochs_run']} / {b['epochs_granted']} |")
         )
     granted = sum(_record(t).get("epochs_granted") or 0 for t in trials)
     ran = sum(_record(t).get("epochs_run") or 0 for t in trials)
     early = sum(bool(_record(t).get("stopped_early")) for t in trials)
     saved = granted - ran
-    lines += ["", "## Early stopping", ""]
-    lines.append(
-        f"{early} of {len(trials)} trials stopped early; {ran} of {granted} granted epochs ran: "
-        f"**{saved} epochs saved** ({saved / granted:.0%} of the budget)."
-        if granted
-        else "No epochs recorded."
-    )
+    if not view:  # the epochs a trial ran are not in KerasTuner's files (said once, above)
+        lines += ["", "## Early stopping", ""]
+        lines.append(
+            f"{early} of {len(trials)} trials stopped early; {ran} of {granted} granted epochs ran: "
+            f"**{saved} epochs saved** ({saved / granted:.0%} of the budget)."
+            if granted
+            else "No epochs recorded."
+        )
     lines += ["", "## Hyperparameter importance", ""]
     if imp["method"] is None:
         lines.append(f"Not computed: {imp['trials']} completed trials (at least {MIN_TRIALS_FOR_IMPORTANCE} needed).")
@@ -443,35 +458,64 @@ def report(
     `output` "-" writes csv or json to standard output (and returns None); the markdown report has
     PNG plots beside it, so it needs a file in a directory. `measure`: the md report first measures
     the architectures costs.json lacks (`search.production.costs`; lines to `log`), for its size and latency fronts.
+    `run_dir` may be a plain KerasTuner project instead (`project_report`).
     """
     run_dir = Path(run_dir)
     if str(output) == "-" and fmt == "md":
         raise UserError(
             "-o -", "", "standard output takes --format csv or json; the md report writes PNG plots beside a file"
         )
+    if is_project(run_dir):
+        return project_report(run_dir, fmt, output, log)
     config, trials = load_run(run_dir)
     if fmt in ("csv", "json"):
         from search.production.costs import read, trial_costs
 
         text = table(trials, fmt, trial_costs(read(run_dir)))  # the costs measured so far (`ktsearch costs`)
-        if str(output) == "-":
-            sys.stdout.write(text)
-            sys.stdout.flush()
-            return None
-        path = _output(output, run_dir / f"report.{fmt}")
-        layout.atomic_write(path, text)
-        return path
+        return _write_table(text, output, run_dir / f"report.{fmt}")
     path = _output(output, run_dir / REPORT_FILE)
-    objective = config.tuner.objective
-    dims = config.space.searched()
     if measure and any(t["status"] == "COMPLETED" for t in trials):
         from search.production import costs
 
         costs.measure_run(run_dir, log, strict=False)  # costs from another machine are shown, not replaced
+    return _markdown_report(run_dir, config, trials, path)
+
+
+def _write_table(text: str, output: str | Path | None, default: Path) -> Path | None:
+    if str(output) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return None
+    path = _output(output, default)
+    layout.atomic_write(path, text)
+    return path
+
+
+def _markdown_report(run_dir: Path, config, trials: list[dict], path: Path, view: dict | None = None) -> Path:
+    objective = config.tuner.objective
+    dims = config.space.searched()
     imp = importance(trials, dims, layout.direction(objective))
-    fronts = pareto_fronts(run_dir, trials, objective)
+    fronts = None if view else pareto_fronts(run_dir, trials, objective)
     plots = _plots(run_dir, config, trials, imp, dims, objective) + _front_plots(run_dir, fronts, objective)
-    text = markdown(run_dir, config, trials, imp, dims, plots, fronts)
+    text = markdown(run_dir, config, trials, imp, dims, plots, fronts, view)
     layout.atomic_write(path, text)
     mirror_to_tensorboard(run_dir, config, text, plots, imp)
     return path
+
+
+def project_report(
+    project: Path, fmt: str = "md", output: str | Path | None = None, log: Callable[[str], None] = print
+) -> Path | None:
+    """The report of a plain KerasTuner project (`search.analysis.projects`), written with its view to a directory
+    of its own: `output` (None: a new temporary one); never into the project. csv/json with `output` "-": the
+    table on standard output (the view, and what it says, still go to a temporary directory and to `log`)."""
+    from search.analysis import projects
+
+    to_stdout = str(output) == "-"
+    shown = projects.view(project, None if to_stdout else output, log)
+    trials = layout.read_trials(shown.run_dir)
+    if fmt in ("csv", "json"):
+        return _write_table(table(trials, fmt), output, shown.run_dir / f"report.{fmt}")
+    return _markdown_report(
+        shown.run_dir, shown.config, trials, shown.run_dir / REPORT_FILE, projects.read_view(shown.run_dir)
+    )

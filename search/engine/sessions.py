@@ -62,10 +62,16 @@ class TrialSessions:
         caption = tb.augmentation_caption(self.space.values(trial.hyperparameters))
         tb.start_trial(self.root, trial.trial_id, self.chain(trial.trial_id)[0], values, augmented, caption)
 
-    def end(self, trial, reason: str | None) -> None:
+    def end(self, trial, reason: str | None, columns: bool = True) -> None:
+        """Close the trial's session; `columns`: rewrite its configuration's columns too (`write_group`)."""
         ok = trial.status == "COMPLETED"
         tb.end_trial(self.root, trial.trial_id, ok, reason)
-        chain = self.chain(trial.trial_id)
+        if columns:
+            self.write_group(trial.trial_id, ok)
+
+    def write_group(self, trial_id: str, ok: bool) -> None:
+        """The columns of the configuration `trial_id` is the latest trial of, from its whole chain's records."""
+        chain = self.chain(trial_id)
         records = [r for r in (self.record(t) for t in chain) if r]
         columns = tb.chain_columns(records, self.objective.name, self.objective.direction) if records else {}
         columns["trial/failed"] = 0.0 if ok else 1.0

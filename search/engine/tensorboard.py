@@ -259,6 +259,11 @@ def write_columns(root: Path, first_trial_id: str, step: int, columns: dict) -> 
     _write(trial_dir(root, first_trial_id), body)
 
 
+def _total(values) -> int | None:
+    values = list(values)
+    return None if any(v is None for v in values) else sum(values)
+
+
 def chain_columns(records: list[dict], objective: str, direction: str) -> dict:
     """Columns of one configuration from the records of its trials (first to latest)."""
     done = [r for r in records if r.get("best_metrics") and not r.get("diverged")]
@@ -266,8 +271,8 @@ def chain_columns(records: list[dict], objective: str, direction: str) -> dict:
     columns = {
         "trial/bracket": latest.get("bracket"),
         "trial/round": latest.get("round"),
-        "trial/epochs_granted": sum(r["epochs_granted"] for r in records),
-        "trial/epochs_run": sum(r["epochs_run"] for r in records),
+        "trial/epochs_granted": _total(r["epochs_granted"] for r in records),
+        "trial/epochs_run": _total(r["epochs_run"] for r in records),  # None: not known (a KerasTuner project's)
     }
     if done:
         pick = max if direction == "max" else min

@@ -99,9 +99,21 @@ def jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+_DECLARED_DIRECTIONS: dict[str, str] = {}  # objective -> direction, as a KerasTuner project's metrics record it
+
+
 def direction(objective: str) -> str:
-    """'min' for losses and errors, else 'max' (KerasTuner's own inference rule)."""
+    """'min' for losses and errors, else 'max' (KerasTuner's own inference rule for ktsearch's metrics); an
+    objective a KerasTuner project declared (`declare_direction`) has the direction its files record."""
+    if objective in _DECLARED_DIRECTIONS:
+        return _DECLARED_DIRECTIONS[objective]
     return "min" if ("loss" in objective or "error" in objective) else "max"
+
+
+def declare_direction(objective: str, value: str) -> None:
+    """The direction of an objective ktsearch's rule may not know (`val_mse`), read from a KerasTuner project
+    (`search.analysis.projects`), for this process."""
+    _DECLARED_DIRECTIONS[objective] = value
 
 
 def split_values(values: dict) -> tuple[dict, dict]:

@@ -46,6 +46,11 @@ def test_instance_attributes_exist_on_real_objects(tmp_path, monkeypatch):
     _has(model, private_api.REQUIRED_INSTANCE["keras.Model (compiled)"], "Model")
     arguments = private_api.compile_arguments(model)
     assert arguments["loss"] is loss and arguments["metrics"] == ["mae"] and arguments["optimizer"] is model.optimizer
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5)
+    scheduled = keras.optimizers.Adam(schedule)
+    _has(scheduled, private_api.REQUIRED_INSTANCE["keras.optimizers.Optimizer (with a LearningRateSchedule)"], "Adam")
+    assert private_api.learning_rate_schedule(scheduled) is schedule
+    assert private_api.learning_rate_schedule(adam) is None and private_api.learning_rate_schedule(None) is None
 
     hp = kt.HyperParameters()
     hp.Int("x", 0, 9)
