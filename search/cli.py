@@ -466,20 +466,20 @@ class TensorBoard:
     def run(args) -> int:
         from search.runs import layout
 
-        run_dir = args.run_dir
-        if args.output and not _is_project(run_dir):
+        run_dir, project = args.run_dir, _is_project(args.run_dir)
+        if args.output and not project:
             raise UserError("-o", "", f"only used with a KerasTuner project; {run_dir} is not one")
+        if not project and not (Path(run_dir) / layout.TENSORBOARD_DIR).is_dir():
+            raise UserError(
+                args.run_dir, "", f"expected a run directory with {layout.TENSORBOARD_DIR}/ (written by ktsearch tune)"
+            )
         if not 0 <= args.port <= 65535:
             raise UserError("--port", "", f"expected a port in 0-65535, got {args.port}")
-        if _is_project(run_dir):
+        if project:  # checked first: a bad port writes no view
             from search.analysis.projects import view
 
             run_dir = str(view(run_dir, args.output, log=_say).run_dir)
         logdir = Path(run_dir) / layout.TENSORBOARD_DIR
-        if not logdir.is_dir():
-            raise UserError(
-                args.run_dir, "", f"expected a run directory with {layout.TENSORBOARD_DIR}/ (written by ktsearch tune)"
-            )
         if args.host in ("0.0.0.0", "::"):
             print(
                 f"{PROG}: warning: --host {args.host} serves this run to every machine that can reach this one",

@@ -38,7 +38,6 @@ class View:
     run_dir: Path
     config: object  # a SearchConfig: the algorithm, the objective and the space, as the project's files give them
     unknown: list[str]
-    objective_found: bool
 
 
 def is_project(path: str | Path) -> bool:
@@ -107,6 +106,8 @@ def view(project: str | Path, output: str | Path | None = None, log=print) -> Vi
     out = Path(tempfile.mkdtemp(prefix="ktsearch-view-")) if output is None else Path(output).resolve()
     if out == project or project in out.parents:
         raise UserError(f"-o {output}", "", f"expected a directory outside the KerasTuner project {project}")
+    if output is not None and out.exists() and not out.is_dir():
+        raise UserError(f"-o {output}", "", "expected a directory for the view, got a file")
     if output is not None and out.exists() and any(out.iterdir()) and not (out / VIEW_FILE).is_file():
         raise UserError(
             f"-o {output}", "", "expected a new or empty directory (or an earlier view): it holds other files"
@@ -143,7 +144,7 @@ def view(project: str | Path, output: str | Path | None = None, log=print) -> Vi
         out / VIEW_FILE,
         {"project": str(project), "tuner": writer, "objective": objective, "direction": direction, "unknown": unknown},
     )
-    result = View(project, out, config, unknown, found is not None)
+    result = View(project, out, config, unknown)
     write_tensorboard(result, states)
     log(
         f"{project}: {len(states)} trials of {writer}, objective {objective} ({direction}); view in {out}\n"

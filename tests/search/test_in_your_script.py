@@ -138,6 +138,12 @@ def test_report_on_a_plain_keras_tuner_project_writes_its_own_directory(runs):
     inside = run_cli("report", "kt_dir/Hyperband", "-o", "kt_dir/Hyperband/view", cwd=cwd)
     assert inside.returncode == 2 and len(inside.stderr.strip().splitlines()) == 1 and "outside" in inside.stderr
     assert tree_state(project) == untouched
+    # Nor over a directory of other files.
+    (cwd / "mine").mkdir()
+    (cwd / "mine" / "notes.txt").write_text("mine")
+    taken = run_cli("report", "kt_dir/Hyperband", "-o", "mine", cwd=cwd)
+    assert taken.returncode == 2 and "new or empty directory" in taken.stderr
+    assert tree_state(cwd / "mine") == {"notes.txt": tree_state(cwd / "mine")["notes.txt"]}
     # No -o: a temporary directory of its own, named on the output.
     default = run_cli("report", "kt_dir/Hyperband", "--format", "csv", cwd=cwd)
     assert default.returncode == 0, default.stderr[-2000:]
