@@ -59,9 +59,10 @@ def algorithm_of(state: dict) -> tuple[str, str]:
     return "random", "keras_tuner.RandomSearch (or another tuner that trains every trial for the same epochs)"
 
 
-def objective_of(trials: list[dict]) -> tuple[str, str] | None:
-    """(name, direction) of the metric whose best-step value every completed trial's score equals; None when
-    none does (a multi-objective or a `run_trial` that returns a number)."""
+def objective_of(trials: list[dict]) -> list[tuple[str, str]]:
+    """(name, direction) of the metrics whose best-step value every completed trial's score equals, validation
+    ones first: one, or several that record the same values (a loss that is also a metric); none for a
+    multi-objective or a `run_trial` that returns a number."""
     names = None
     for state in trials:
         if state.get("status") != "COMPLETED" or state.get("score") is None:
@@ -74,9 +75,7 @@ def objective_of(trials: list[dict]) -> tuple[str, str] | None:
                 if observation.get("step") == state.get("best_step") and value and value[-1] == state["score"]:
                     matching.add((name, history.get("direction") or layout.direction(name)))
         names = matching if names is None else names & matching
-    if not names:
-        return None
-    return sorted(names, key=lambda n: (not n[0].startswith("val_"), n[0]))[0]
+    return sorted(names or (), key=lambda n: (not n[0].startswith("val_"), n[0]))
 
 
 def _space(hyperparameters: dict):
@@ -119,7 +118,7 @@ def view(project: str | Path, output: str | Path | None = None, log=print) -> Vi
             states.append(data)
     algorithm, writer = algorithm_of(state)
     found = objective_of(states)
-    objective, direction = found or ("score", "min")
+    objective, direction = found[0] if found else ("score", "min")
     config = _config(project, state, algorithm, objective)
     layout.declare_direction(objective, direction)
     tuner_dir = out / layout.TUNER_DIR
@@ -135,7 +134,12 @@ def view(project: str | Path, output: str | Path | None = None, log=print) -> Vi
         "the epochs each trial ran, so what early stopping saved",
         "each trial's time",
     ]
-    if found is None:
+    if len(found) > 1:
+        unknown.append(
+            f"which of {', '.join(n for n, _ in found)} is the objective: every trial's score equals each of them "
+            f"(the ranking is the same); shown as {objective}"
+        )
+    if not found:
         unknown.append(
             "the objective's name (no metric equals every trial's score: a multi-objective or a number "
             f"run_trial returns), so trials are ranked by their score, {direction}imised"

@@ -512,10 +512,11 @@ def project_report(
     from search.analysis import projects
 
     to_stdout = str(output) == "-"
-    shown = projects.view(project, None if to_stdout else output, log)
+    say = (lambda line: print(line, file=sys.stderr, flush=True)) if to_stdout else log  # stdout holds the table
+    shown = projects.view(project, None if to_stdout else output, say)
     trials = layout.read_trials(shown.run_dir)
-    if fmt in ("csv", "json"):
-        return _write_table(table(trials, fmt), output, shown.run_dir / f"report.{fmt}")
+    if fmt in ("csv", "json"):  # `output` named the view's directory (or "-": the table to standard output)
+        return _write_table(table(trials, fmt), "-" if to_stdout else None, shown.run_dir / f"report.{fmt}")
     return _markdown_report(
         shown.run_dir, shown.config, trials, shown.run_dir / REPORT_FILE, projects.read_view(shown.run_dir)
     )

@@ -124,3 +124,44 @@ def test_report_table_to_standard_output(smoke_run, tmp_path):
     assert proc.returncode == 0 and proc.stdout.splitlines()[0].startswith("trial_id,status,score")
     assert len(proc.stdout.splitlines()) == len(table) + 1
     assert not any(tmp_path.iterdir()) and not (smoke_run / "-").exists()  # no file named "-"
+
+
+@pytest.fixture(scope="module")
+def small_project(tmp_path_factory):
+    """A plain `keras_tuner.RandomSearch` project of 3 trials on random data, objective `val_mse` (min), which
+    ktsearch's own rule would take for a score to maximise."""
+    import keras
+    import keras_tuner as kt
+
+    directory = tmp_path_factory.mktemp("kt")
+
+    def build(hp):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(hp.Int("units", 2, 8)), keras.layers.Dense(1)])
+        model.compile("adam", "mae", metrics=["mse"])
+        return model
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 4)), rng.random((32, 1))
+    tuner = kt.RandomSearch(build, objective=kt.Objective("val_mse", "min"), max_trials=3, directory=directory, seed=1)
+    tuner.search(x, y, epochs=1, validation_data=(x, y), verbose=0)
+    return directory / "untitled_project"
+
+
+def test_report_of_a_keras_tuner_project_as_tables(small_project, tmp_path):
+    """csv into the view's own directory (-o DIR), json to standard output; the project's direction kept."""
+    before = sorted(p.name for p in small_project.rglob("*"))
+    done = run_cli("report", str(small_project), "--format", "csv", "-o", "view", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = list(csv.DictReader((tmp_path / "view" / "report.csv").open()))
+    assert len(rows) == 3 and {"hp.units", "metric.val_mse"} <= set(rows[0])
+    assert "objective val_mse (min)" in done.stdout and "not in KerasTuner's files" in done.stdout
+    out = run_cli("report", str(small_project), "--format", "json", "-o", "-", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    trials = json.loads(out.stdout)
+    assert sorted(t["trial_id"] for t in trials) == sorted(r["trial_id"] for r in rows)
+    assert sorted(p.name for p in small_project.rglob("*")) == before  # nothing written into the project
+    md = run_cli("report", str(small_project), "-o", "md", cwd=tmp_path)
+    assert md.returncode == 0, md.stderr[-2000:]
+    text = (tmp_path / "md" / "report.md").read_text()
+    best = min(trials, key=lambda t: t["score"])  # val_mse: lower is better, as the project's metrics record
+    assert f"| {best['trial_id']} | {best['score']:.4f} |" in text.split("## Top")[1].splitlines()[4]
