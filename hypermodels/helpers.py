@@ -28,8 +28,7 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-from hypermodels import private_api
-from hypermodels.augment import RandomAffine
+from hypermodels import augment, private_api
 from hypermodels.blocks import conv_unit
 from hypermodels.dimensions import AUGMENTATION, BATCHNORM, SCRIPT_DEFAULTS, SearchSpace, condition_of, schedule_specs
 from hypermodels.notation import SpaceError
@@ -100,12 +99,8 @@ def augmentation(
         cval=cval,
     )
     space = _space("hypermodels.augmentation", "augmentation", given, AUGMENTATION)
-    values = space.declare(hp, ("augmentation",))
-    kwargs = {name.partition(".")[2]: value for name, value in values.items()}
-    if not any(kwargs[k] for k in ("rotation_range", "width_shift_range", "height_shift_range", "shear_range")):
-        if not kwargs["zoom_range"] and not kwargs["horizontal_flip"] and not kwargs["vertical_flip"]:
-            return layers.Identity(name="augmentation")
-    return RandomAffine(**kwargs, seed=seed, name="augmentation")
+    layer = augment.from_values(space.declare(hp, ("augmentation",)), seed=seed)  # None: every strength is 0
+    return layers.Identity(name="augmentation") if layer is None else layer
 
 
 def conv_bn_act(

@@ -24,16 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
 
 import keras
 from keras import layers
 
-from tests.benchmarks.keras_tuner_guide import EPOCHS, build_model, cpu_model, guide_data
+from tests.benchmarks.keras_tuner_guide import EPOCHS, build_model, compare, guide_data
 
 ARMS = ("keras_tuner.Hyperband", "search.BOHB", "search.ASHA", "search.BOHB + helpers")
 TRAIN_SIZE = 3500
@@ -95,17 +90,6 @@ def one(arm: str, seed: int, directory: str) -> dict:
     }
 
 
-def _run(arm: str, seed: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        cmd = [sys.executable, "-m", "tests.benchmarks.in_your_script", "--arm", arm, str(seed), tmp]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"{arm} failed:\n{done.stderr[-3000:]}")
-    return {"wall": wall, **json.loads(done.stdout.strip().splitlines()[-1])}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -114,22 +98,7 @@ def main() -> None:
     if args.arm:
         print(json.dumps(one(args.arm[0], int(args.arm[1]), args.arm[2])))
         return
-    print(f"CPU: {cpu_model()}")
-    results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
-    for i, seed in enumerate(args.seeds):
-        for arm in ARMS if i % 2 == 0 else ARMS[::-1]:  # alternate, so drift hits every arm alike
-            r = _run(arm, seed)
-            results[arm].append(r)
-            print(
-                f"seed {seed} {arm:24s} {r['wall']:6.1f} s, {r['trials']} trials, val {r['val']:.4f}, test {r['test']:.4f}",
-                flush=True,
-            )
-    base = statistics.median(r["wall"] for r in results[ARMS[0]])
-    print(f"median of {len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}), max_epochs {EPOCHS}:")
-    for arm, rs in results.items():
-        wall = statistics.median(r["wall"] for r in rs)
-        val, test = (statistics.mean(r[k] for r in rs) for k in ("val", "test"))
-        print(f"  {arm:24s} {wall:6.1f} s  {wall / base:.2f}x   mean val {val:.4f}   mean test {test:.4f}")
+    compare("tests.benchmarks.in_your_script", ARMS, args.seeds)
 
 
 if __name__ == "__main__":

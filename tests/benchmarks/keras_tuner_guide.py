@@ -120,15 +120,36 @@ def through_ktsearch(seed: int, directory: str, augmented: bool) -> dict:
     return {"val": summary["best_score"], "test": metrics["test"]["accuracy"], "trials": len(summary["trials"])}
 
 
-def _run(arm: str, seed: int) -> dict:
+def _run(module: str, arm: str, seed: int) -> dict:
+    """One arm of `module`'s benchmark (its `--arm ARM SEED DIR`), a fresh process timed from outside."""
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        cmd = [sys.executable, "-m", "tests.benchmarks.keras_tuner_guide", "--arm", arm, str(seed), tmp]
+        cmd = [sys.executable, "-m", module, "--arm", arm, str(seed), tmp]
         done = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"{arm} failed:\n{done.stderr[-3000:]}")
     return {"wall": wall, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def compare(module: str, arms: tuple[str, ...], seeds: list[int]) -> None:
+    """Every arm at every seed (alternating order), then medians, time ratios to the first arm, mean accuracies."""
+    print(f"CPU: {cpu_model()}")
+    results: dict[str, list[dict]] = {arm: [] for arm in arms}
+    for i, seed in enumerate(seeds):
+        for arm in arms if i % 2 == 0 else arms[::-1]:  # alternate, so drift hits every arm alike
+            r = _run(module, arm, seed)
+            results[arm].append(r)
+            print(
+                f"seed {seed} {arm:24s} {r['wall']:6.1f} s, {r['trials']} trials, val {r['val']:.4f}, test {r['test']:.4f}",
+                flush=True,
+            )
+    base = statistics.median(r["wall"] for r in results[arms[0]])
+    print(f"median of {len(seeds)} seeds ({', '.join(map(str, seeds))}), max_epochs {EPOCHS}:")
+    for arm, rs in results.items():
+        wall = statistics.median(r["wall"] for r in rs)
+        val, test = (statistics.mean(r[k] for r in rs) for k in ("val", "test"))
+        print(f"  {arm:24s} {wall:6.1f} s  {wall / base:.2f}x   mean val {val:.4f}   mean test {test:.4f}")
 
 
 def cpu_model() -> str:
@@ -151,22 +172,7 @@ def main() -> None:
         result = plain(seed, directory) if arm == ARMS[0] else through_ktsearch(seed, directory, arm == ARMS[2])
         print(json.dumps(result))
         return
-    print(f"CPU: {cpu_model()}")
-    results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
-    for i, seed in enumerate(args.seeds):
-        for arm in ARMS if i % 2 == 0 else ARMS[::-1]:  # alternate, so drift hits every arm alike
-            r = _run(arm, seed)
-            results[arm].append(r)
-            print(
-                f"seed {seed} {arm:24s} {r['wall']:6.1f} s, {r['trials']} trials, val {r['val']:.4f}, test {r['test']:.4f}",
-                flush=True,
-            )
-    base = statistics.median(r["wall"] for r in results[ARMS[0]])
-    print(f"median of {len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}), max_epochs {EPOCHS}:")
-    for arm, rs in results.items():
-        wall = statistics.median(r["wall"] for r in rs)
-        val, test = (statistics.mean(r[k] for r in rs) for k in ("val", "test"))
-        print(f"  {arm:24s} {wall:6.1f} s  {wall / base:.2f}x   mean val {val:.4f}   mean test {test:.4f}")
+    compare("tests.benchmarks.keras_tuner_guide", ARMS, args.seeds)
 
 
 if __name__ == "__main__":

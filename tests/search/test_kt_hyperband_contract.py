@@ -28,18 +28,8 @@ from search.algorithms.asha import AshaOracle
 from search.algorithms.bohb import BohbOracle
 from search.errors import ArgumentError, KtsearchError
 
-pytestmark = pytest.mark.slow  # small searches, a few minutes on 2 cores together
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _eager():
-    """Keras's steps run eagerly here: these tests are about the tuner's contract, and a graph traced for every
-    model of a few samples cost more than its training (about 40 % of the module's time)."""
-    import tensorflow as tf
-
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
+# Small searches, about a minute on 2 cores together, with Keras's steps run eagerly (`eager_keras`).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("eager_keras")]
 
 
 INPUT_DIM = 5
