@@ -652,7 +652,7 @@ def main() -> None:
                     flush=True,
                 )
     rows, target, strongest = summarize(results)
-    title = f"{CONFIG}, epoch budget {budget()}; {saved['cpu']}; target: {strongest}'s mean final best"
+    title = f"{CONFIG}, epoch budget {budget()}; {saved['cpu']}\ntarget: {strongest}'s mean final best"
     print(title)
     print("\n".join(table(rows, target, strongest)))
     print()
