@@ -144,28 +144,20 @@ def retrain(params: dict, splits, seed: int) -> float:
 
     keras.utils.set_random_seed(seed)
     model = stock_model(params, splits.input_shape, len(splits.class_names))
-    model.fit(
+    _fit(model, params, splits, [], restore=True)
+    return float(model.evaluate(splits.x_test, splits.y_test, verbose=0)[1])
+
+
+def _fit(model, params: dict, splits, extra: list, restore: bool = False):
+    """9 epochs on the train split, validated on the validation split: a trial's or a retrain's fit."""
+    return model.fit(
         splits.x_train,
         splits.y_train,
         batch_size=64,
         epochs=MAX_EPOCHS,
         validation_data=(splits.x_val, splits.y_val),
-        callbacks=callbacks(params, restore=True),
+        callbacks=[*callbacks(params, restore), *extra],
         verbose=0,
-    )
-    return float(model.evaluate(splits.x_test, splits.y_test, verbose=0)[1])
-
-
-def _fit(model, params: dict, splits, extra: list, epochs: int = MAX_EPOCHS, **kwargs):
-    return model.fit(
-        splits.x_train,
-        splits.y_train,
-        batch_size=64,
-        epochs=epochs,
-        validation_data=(splits.x_val, splits.y_val),
-        callbacks=[*callbacks(params), *extra],
-        verbose=0,
-        **kwargs,
     )
 
 
@@ -189,19 +181,9 @@ def run_ktsearch(algorithm: str, seed: int, work: Path) -> dict:
     return {
         "search_end": end,
         "test_accuracy": float(metrics["test"]["accuracy"]),
-        "trials": _trials(summary),
+        "trials": len(summary["trials"]),
         "best": best,
     }
-
-
-def _trials(summary) -> int | None:
-    for key in ("trials", "completed"):
-        value = summary.get(key) if isinstance(summary, dict) else getattr(summary, key, None)
-        if isinstance(value, int):
-            return value
-        if isinstance(value, list):
-            return len(value)
-    return None
 
 
 def _configs(work: Path) -> dict[str, Path]:

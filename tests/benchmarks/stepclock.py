@@ -17,6 +17,7 @@ The same instrument is installed in every system's process, so their shares comp
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -46,7 +47,7 @@ def install(path: str) -> None:
     fit = cls.fit
 
     def clocked_fit(self, *args, callbacks=None, **kwargs):
-        return fit(self, *args, callbacks=[_EpochLog(), *(callbacks or [])], **kwargs)
+        return fit(self, *args, callbacks=[_epoch_log_class()(), *(callbacks or [])], **kwargs)
 
     cls.fit = clocked_fit
 
@@ -101,6 +102,7 @@ def totals() -> dict:
     }
 
 
+@functools.cache
 def _epoch_log_class():
     import keras
 
@@ -119,16 +121,6 @@ def _epoch_log_class():
                 f.write(json.dumps(line) + "\n")
 
     return EpochLog
-
-
-def _EpochLog():
-    global _EPOCH_LOG
-    if _EPOCH_LOG is None:
-        _EPOCH_LOG = _epoch_log_class()
-    return _EPOCH_LOG()
-
-
-_EPOCH_LOG = None
 
 
 def read(path: str, since: float) -> dict:
