@@ -344,7 +344,8 @@ class TunerConfig(Section):
     )
     max_trials: int = _key(
         10,
-        "random and bayesian: trials; asha: new configurations (rung-0 trials; promotions come on top)",
+        "random and bayesian: trials; asha: new configurations at most (rung-0 trials), and the epochs it keeps to: "
+        "what they cost when every rung promotes 1/factor",
         Int(1, 100000),
     )
     grace_period: int = _key(

@@ -10,21 +10,38 @@ Hyperband's oracle emits (`tuner/trial_id`, `tuner/initial_epoch`, `tuner/epochs
 0 and `tuner/round` = the rung), so KerasTuner's Hyperband tuner and the distributed chief serve
 it unchanged.
 
-The paper's ASHA runs until its user stops it. This one starts at most `max_trials` new
-configurations; after that it keeps promoting while promotions exist, waits (IDLE) while trials
-still run elsewhere that may yield one, and stops when none can (or when the time budget ends).
-Everything it decides is derived from the trials themselves, so a resume needs no state of its own.
+The paper's ASHA runs until its user stops it. This one keeps to the epochs its plan states
+(`search.algorithms.schedule.asha_rounds`): as many as `max_trials` configurations cost when every
+rung promotes exactly 1/factor of it (`search.ASHA`'s default `max_trials` makes that Hyperband's
+epochs). Asynchronous promotion promotes more than that (a configuration in the top third of the
+first three results stays promoted when later ones beat it): without a budget, 27 configurations of
+the default search's space trained 63 to 105 epochs for a plan of 63. So a trial starts only when the epochs it commits (`tuner/epochs -
+tuner/initial_epoch`, counted as planned: one that early stopping ends sooner is not refunded) fit
+in what the trials so far have left; a promotion that does not fit gives way to a new configuration
+that does. It starts at most `max_trials` new configurations; after that it keeps promoting while
+promotions fit, waits (IDLE) while trials still run elsewhere that may yield one, and stops when
+none can (or when the epochs or the time budget end). Everything it decides is derived from the
+trials themselves, so a resume needs no state of its own.
 """
 
 from __future__ import annotations
+
+from itertools import pairwise
+from typing import NamedTuple
 
 import keras_tuner as kt
 
 from hypermodels import private_api
 from search.algorithms import trial_order
-from search.algorithms.schedule import rung_epochs
+from search.algorithms.schedule import asha_rounds, epochs_of, rung_epochs
 
 TUNER_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round")
+
+
+class Ladder(NamedTuple):
+    members: dict[int, list]  # rung -> its trials
+    promoted: dict[int, set[str]]  # rung -> ids of its trials promoted to the next
+    committed: int  # epochs the trials commit the search to, running ones included, as planned
 
 
 class AshaOracle(private_api.OracleHooks, kt.Oracle):
@@ -39,20 +56,23 @@ class AshaOracle(private_api.OracleHooks, kt.Oracle):
         self.grace_period = grace_period
         self.max_configurations = max_trials
         self.rungs = rung_epochs(max_epochs, factor, grace_period)
+        self.epoch_budget = epochs_of(asha_rounds(max_trials, self.rungs, factor))
 
-    def ladder(self) -> tuple[dict[int, list], dict[int, set[str]]]:
-        """({rung: its trials}, {rung: ids of its trials promoted to the next}), from the trials."""
+    def ladder(self) -> Ladder:
+        """The rungs as the trials so far make them (one pass over the trials)."""
         members: dict[int, list] = {k: [] for k in range(len(self.rungs))}
         promoted: dict[int, set[str]] = {k: set() for k in range(len(self.rungs))}
+        committed = 0
         for trial in self.trials.values():
             values = trial.hyperparameters.values
             rung = values.get("tuner/round")
             if rung is None or rung not in members:
                 continue
             members[rung].append(trial)
+            committed += values["tuner/epochs"] - values["tuner/initial_epoch"]
             if rung > 0 and values.get("tuner/trial_id") is not None:
                 promoted[rung - 1].add(values["tuner/trial_id"])
-        return members, promoted
+        return Ladder(members, promoted, committed)
 
     def ranked(self, trials: list) -> list:
         """Completed trials, best first (ties: the earlier trial)."""
@@ -60,10 +80,13 @@ class AshaOracle(private_api.OracleHooks, kt.Oracle):
         done = [t for t in trials if t.status == "COMPLETED" and t.score is not None]
         return sorted(done, key=lambda t: (sign * t.score, trial_order(t.trial_id)))
 
-    def promotable(self) -> tuple[object, int] | None:
-        """(trial, its rung) to promote next: from the highest rung that has one; None when none has."""
-        members, promoted = self.ladder()
+    def promotable(self, ladder: Ladder, epochs_left: int | None = None) -> tuple[object, int] | None:
+        """(trial, its rung) to promote next: from the highest rung that has one whose epochs fit in
+        `epochs_left` (None: any); None when none has."""
+        members, promoted = ladder.members, ladder.promoted
         for rung in reversed(range(len(self.rungs) - 1)):
+            if epochs_left is not None and self.rungs[rung + 1] - self.rungs[rung] > epochs_left:
+                continue
             ranked = self.ranked(members[rung])
             for trial in ranked[: len(ranked) // self.factor]:
                 if trial.trial_id not in promoted[rung]:
@@ -71,7 +94,9 @@ class AshaOracle(private_api.OracleHooks, kt.Oracle):
         return None
 
     def populate_space(self, trial_id):
-        found = self.promotable()
+        ladder = self.ladder()
+        left = self.epoch_budget - ladder.committed
+        found = self.promotable(ladder, left)
         if found is not None:
             parent, rung = found
             values = {k: v for k, v in parent.hyperparameters.values.items() if not k.startswith("tuner/")}
@@ -85,19 +110,20 @@ class AshaOracle(private_api.OracleHooks, kt.Oracle):
                 }
             )
             return {"status": "RUNNING", "values": values}
-        members, _ = self.ladder()
-        if len(members[0]) < self.max_configurations:
+        if len(ladder.members[0]) < self.max_configurations and self.rungs[0] <= left:
             values = self.new_values()
             if values is not None:
                 values.update({"tuner/epochs": self.rungs[0], "tuner/initial_epoch": 0, "tuner/bracket": 0})
                 values["tuner/round"] = 0
                 return {"status": "RUNNING", "values": values}
-        # No new configuration left to start: wait while a running trial may still earn a promotion.
-        return {"status": "IDLE" if self.ongoing_trials else "STOPPED"}
+        # Nothing to start: wait while a running trial may still earn a promotion that fits.
+        smallest = min(b - a for a, b in pairwise([0, *self.rungs]))
+        return {"status": "IDLE" if self.ongoing_trials and left >= smallest else "STOPPED"}
 
     def continuable_trials(self) -> set[str]:
         """Completed trials below the top rung not yet promoted: a promotion may still start from them."""
-        members, promoted = self.ladder()
+        ladder = self.ladder()
+        members, promoted = ladder.members, ladder.promoted
         return {
             t.trial_id
             for rung in range(len(self.rungs) - 1)

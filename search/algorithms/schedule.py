@@ -7,8 +7,9 @@ The formulas are KerasTuner's own (`HyperbandOracle._get_size`, `_get_epochs`,
 `_get_num_brackets`); a test checks them against KerasTuner's oracle and against a real run.
 BOHB runs Hyperband's schedule; only where its new configurations come from differs. ASHA's
 rungs are fixed by `max_epochs`, `factor` and `grace_period` (`rung_epochs`, which its oracle
-uses too); it starts `max_trials` new configurations and promotes at least a 1/factor of each
-rung (more when an early leader of a rung falls out of its top later: it stays promoted). Early
+uses too); it plans `max_trials` new configurations and a 1/factor of each rung promoted, and its
+oracle keeps to those epochs (an early leader of a rung that falls out of its top later stays
+promoted, and takes the place of a new configuration). Early
 stopping can only make a trial shorter than planned; failed trials and a search space too small
 to give every new configuration distinct values make the search run fewer trials.
 
@@ -69,8 +70,8 @@ def rung_epochs(max_epochs: int, factor: int, grace_period: int) -> list[int]:
 
 
 def asha_rounds(max_trials: int, rungs: list[int], factor: int) -> list[Round]:
-    """ASHA's rungs as rounds of one bracket: every new configuration at rung 0, at least a
-    1/factor of each rung promoted to the next."""
+    """ASHA's rungs as rounds of one bracket: every new configuration at rung 0, a 1/factor of each rung
+    promoted to the next. Their epochs are the budget the oracle keeps to."""
     rounds, trials = [], max_trials
     for k, to_epoch in enumerate(rungs):
         if k:
@@ -78,6 +79,20 @@ def asha_rounds(max_trials: int, rungs: list[int], factor: int) -> list[Round]:
         start = rungs[k - 1] if k else 0
         rounds.append(Round(0, 0, k, trials, to_epoch - start, to_epoch))
     return rounds
+
+
+def epochs_of(rounds: list[Round]) -> int:
+    """Epochs the rounds train, every trial to its planned end."""
+    return sum(r.trials * r.epochs_each for r in rounds)
+
+
+def asha_configurations(epochs: int, rungs: list[int], factor: int) -> int:
+    """The most new configurations (at least 1) whose ASHA plan fits in `epochs`: how `search.ASHA` and the
+    benchmarks give ASHA a Hyperband plan's budget."""
+    n = 1
+    while epochs_of(asha_rounds(n + 1, rungs, factor)) <= epochs:
+        n += 1
+    return n
 
 
 def _count(dim) -> int | None:
@@ -155,7 +170,7 @@ def make_plan(cfg) -> dict:
         "rounds": rounds,
         "trials": sum(r.trials for r in rounds),
         "new_configurations": new,
-        "epochs": sum(r.trials * r.epochs_each for r in rounds),
+        "epochs": epochs_of(rounds),
         "space_size": size,
         "architectures": architectures(cfg.space, bool(t.reuse_models)),
         "warnings": warnings,

@@ -31,7 +31,7 @@ import numbers
 from hypermodels import private_api
 from search.algorithms.asha import AshaOracle
 from search.algorithms.bohb import BohbOracle
-from search.algorithms.schedule import hyperband_rounds
+from search.algorithms.schedule import asha_configurations, epochs_of, hyperband_rounds, rung_epochs
 from search.errors import ArgumentError
 
 
@@ -149,19 +149,16 @@ class BOHB(_ContinuingTuner):
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
 
-def hyperband_configurations(max_epochs: int, factor: int, hyperband_iterations: int) -> int:
-    """New configurations a Hyperband search of these arguments starts: ASHA's default `max_trials`."""
-    return sum(r.trials for r in hyperband_rounds(max_epochs, factor, hyperband_iterations) if r.round == 0)
-
-
 class ASHA(_ContinuingTuner):
     """ASHA (Li et al., 2020): asynchronous successive halving. A free worker promotes the best not yet promoted
     configuration of the highest rung that has one (the top 1/factor of a rung's results), else starts a new
     one at the bottom rung; nobody waits for a rung to fill, so it keeps many workers busy.
 
     Args:
-        max_trials: new configurations to start (promotions come on top); None: as many as a
-            `keras_tuner.Hyperband` of the same `max_epochs`, `factor` and `hyperband_iterations` starts.
+        max_trials: new configurations to start at most. It also sets the epochs the search keeps to: what
+            these configurations cost when every rung promotes exactly 1/factor (promotions beyond that take
+            the place of new configurations). None: as many as fit in the epochs of a `keras_tuner.Hyperband`
+            of the same `max_epochs`, `factor` and `hyperband_iterations` (35 for 75 epochs at max_epochs 9).
         grace_period: epochs of the bottom rung (rungs: grace_period * factor^k, the top one max_epochs).
         the others: `keras_tuner.Hyperband`'s, with its defaults (see `BOHB`).
     """
@@ -187,11 +184,15 @@ class ASHA(_ContinuingTuner):
         max_epochs = _integer(call, "max_epochs", max_epochs, 1)
         factor = _integer(call, "factor", factor, 2)
         iterations = _integer(call, "hyperband_iterations", hyperband_iterations, 1)
-        if max_trials is None:
-            max_trials = hyperband_configurations(max_epochs, factor, iterations)
         grace_period = _integer(call, "grace_period", grace_period, 1)
         if grace_period > max_epochs:
             raise ArgumentError(call, "grace_period", f"expected at most max_epochs ({max_epochs}), got {grace_period}")
+        if max_trials is None:
+            max_trials = asha_configurations(
+                epochs_of(hyperband_rounds(max_epochs, factor, iterations)),
+                rung_epochs(max_epochs, factor, grace_period),
+                factor,
+            )
         oracle = AshaOracle(
             objective,
             max_epochs=max_epochs,

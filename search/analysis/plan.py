@@ -160,12 +160,13 @@ def describe(cfg, plan: dict, calibration: dict | None, budget_s: float | None =
         )
         for r in plan["rounds"]:
             what = "new configurations" if r.round == 0 else f"promoted from rung {r.round - 1}, its top 1/{t.factor}"
-            count = _n(r.trials, "trial") if r.round == 0 else f"at least {_n(r.trials, 'trial')}"
+            count = f"up to {_n(r.trials, 'trial')}" if r.round == 0 else f"about {_n(r.trials, 'trial')}"
             lines.append(f"  rung {r.round}: {count} x {_n(r.epochs_each, 'epoch')} (to epoch {r.to_epoch}; {what})")
         lines.append(
             "  asynchronous: a trial is promoted as soon as it is in the top 1/factor of its rung's results so far, "
-            "else a new configuration starts; the search stops once every new configuration has started and "
-            "nothing is left to promote"
+            f"else a new configuration starts; the search keeps to these {plan['epochs']} epochs (early leaders "
+            "that stay promoted take the place of new configurations) and stops when they are spent, or once "
+            "every new configuration has started and nothing is left to promote"
         )
     else:
         lines.append(f"{cfg.source}: {plan['algorithm']}, {t.max_trials} trials x {t.max_epochs} epochs")

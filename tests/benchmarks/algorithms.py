@@ -46,7 +46,7 @@ BASELINES = ("plain KerasTuner, stock layers", "plain KerasTuner, ktsearch's hyp
 
 def _config(base: str, examples: int, iterations: int, directory: Path) -> dict[str, Path]:
     """One config file per algorithm, sized to Hyperband's planned epochs."""
-    from search.algorithms.schedule import make_plan
+    from search.algorithms.schedule import asha_configurations, make_plan, rung_epochs
     from search.config import load_config
 
     raw = yaml.safe_load(Path(base).read_text())
@@ -57,13 +57,9 @@ def _config(base: str, examples: int, iterations: int, directory: Path) -> dict[
     hb = {**raw, "tuner": {**tuner, "hyperband_iterations": iterations}}
     plan = make_plan(load_config(hb))
     epochs = plan["epochs"]
-    max_epochs = load_config(hb).tuner.max_epochs
-    asha_trials = 1
-    while True:  # as many new configurations as keep ASHA's planned epochs within Hyperband's
-        trial = {**raw, "tuner": {**tuner, "algorithm": "asha", "max_trials": asha_trials + 1}}
-        if make_plan(load_config(trial))["epochs"] > epochs:
-            break
-        asha_trials += 1
+    t = load_config(hb).tuner
+    max_epochs = t.max_epochs
+    asha_trials = asha_configurations(epochs, rung_epochs(max_epochs, t.factor, t.grace_period), t.factor)
     configs = {
         "hyperband": hb,
         "bohb": {**raw, "tuner": {**tuner, "algorithm": "bohb", "hyperband_iterations": iterations}},

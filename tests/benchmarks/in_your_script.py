@@ -2,14 +2,14 @@
 
     python -m tests.benchmarks.in_your_script               # seeds 1, 2, 3: ~16 min on 2 CPU cores
     python -m tests.benchmarks.in_your_script --seeds 1     # one of each, ~5 min
+    python -m tests.benchmarks.in_your_script --arms keras_tuner.Hyperband search.ASHA    # two of the arms
 
 The guide's `build_model(hp)` and data as `tests.benchmarks.keras_tuner_guide` holds them (mnist5k: 3,500
 train / 750 validation / 750 test, float32, one-hot), the same script each time, only the tuner line (or the
 function) changed, as docs/in-your-script.md shows:
 
 * `keras_tuner.Hyperband(build_model, objective="val_accuracy", max_epochs=9, factor=3, seed=S, ...)`;
-* `search.BOHB(...)` and `search.ASHA(...)`, the same arguments (ASHA: as many new configurations as the
-  Hyperband plan starts);
+* `search.BOHB(...)` and `search.ASHA(...)`, the same arguments (ASHA, by default: Hyperband's planned epochs);
 * `search.BOHB(...)` over the guide's function with `hypermodels.augmentation(hp, ...)` and
   `hypermodels.lr_schedule(hp, ...)` added (the ranges of `keras_tuner_guide`'s AUGMENTED arm).
 
@@ -93,12 +93,15 @@ def one(arm: str, seed: int, directory: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument(
+        "--arms", nargs="+", choices=ARMS, default=list(ARMS), help="a subset, first the one the times are divided by"
+    )
     parser.add_argument("--arm", nargs=3, metavar=("ARM", "SEED", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.arm:
         print(json.dumps(one(args.arm[0], int(args.arm[1]), args.arm[2])))
         return
-    compare("tests.benchmarks.in_your_script", ARMS, args.seeds)
+    compare("tests.benchmarks.in_your_script", tuple(args.arms), args.seeds)
 
 
 if __name__ == "__main__":

@@ -123,8 +123,9 @@ def test_plan_explains_asha_and_bohb_and_sizes_a_search_to_a_budget(workdir):
     asha = run_cli("plan", SMOKE, "--no-calibrate", *ALGORITHMS["asha"], cwd=workdir)
     assert asha.returncode == 0, asha.stderr
     assert "asha, 9 new configurations, rungs at 1, 3 epochs" in asha.stdout
-    assert "rung 0: 9 trials x 1 epoch (to epoch 1; new configurations)" in asha.stdout
-    assert "rung 1: at least 3 trials x 2 epochs (to epoch 3; promoted from rung 0, its top 1/3)" in asha.stdout
+    assert "rung 0: up to 9 trials x 1 epoch (to epoch 1; new configurations)" in asha.stdout
+    assert "rung 1: about 3 trials x 2 epochs (to epoch 3; promoted from rung 0, its top 1/3)" in asha.stdout
+    assert "the search keeps to these 15 epochs" in asha.stdout
     bohb = run_cli("plan", SMOKE, "--no-calibrate", *ALGORITHMS["bohb"], cwd=workdir)
     assert bohb.returncode == 0, bohb.stderr
     assert "BOHB's model once a budget has 4 completed trials" in bohb.stdout

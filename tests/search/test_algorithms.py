@@ -147,7 +147,7 @@ def test_asha_promotes_the_top_third_of_a_rung_without_waiting_for_it_to_fill(tm
     assert nxt.hyperparameters.values["tuner/round"] == 0
 
 
-def test_asha_runs_every_configuration_once_promotes_only_rung_leaders_and_stops(tmp_path):
+def test_asha_promotes_only_rung_leaders_keeps_to_its_planned_epochs_and_stops(tmp_path):
     oracle = _oracle(tmp_path, "asha", algorithm="asha", max_epochs=9, factor=3, max_trials=27)
     rng = np.random.default_rng(3)
     running: dict[str, object] = {}
@@ -172,7 +172,12 @@ def test_asha_runs_every_configuration_once_promotes_only_rung_leaders_and_stops
         _finish(oracle, trial, synthetic(values, values["tuner/epochs"]) + rng.normal(0, 0.01))
         history.append(oracle.trials[trial.trial_id])
     rounds = [t.hyperparameters.values["tuner/round"] for t in history]
-    assert rounds.count(0) == 27 and rounds.count(1) >= 9 and rounds.count(2) >= 3
+    planned = 27 * 1 + 9 * 2 + 3 * 6  # plan: 27 new configurations, a third of each rung promoted
+    spent = sum(
+        t.hyperparameters.values["tuner/epochs"] - t.hyperparameters.values["tuner/initial_epoch"] for t in history
+    )
+    assert planned - 6 < spent <= planned  # stopped only when not even the dearest step fitted any more
+    assert rounds.count(0) <= 27 and rounds.count(1) >= rounds.count(0) // 3 and rounds.count(2) >= rounds.count(1) // 3
     assert oracle.create_trial("w1").status == "STOPPED"
     parents = [
         t.hyperparameters.values.get("tuner/trial_id") for t in history if t.hyperparameters.values["tuner/round"]
@@ -180,13 +185,49 @@ def test_asha_runs_every_configuration_once_promotes_only_rung_leaders_and_stops
     assert len(parents) == len(set(parents))  # no configuration promoted twice from the same rung
 
 
+def _improving_run(oracle) -> list[dict]:
+    """One worker; every result beats all before it, so each rung's early leaders fall out of its top third
+    later but stay promoted (ASHA's overshoot). The values of the trials run, in order."""
+    history = []
+    while (trial := oracle.create_trial("w1")).status == "RUNNING":
+        history.append(trial.hyperparameters.values)
+        _finish(oracle, trial, float(len(history)))
+    return history
+
+
+def test_asha_keeps_to_its_planned_epochs_when_early_leaders_stay_promoted(tmp_path):
+    planned = 9 * 1 + 3 * 2 + 1 * 6  # 9 new configurations on rungs 1, 3, 9, a third of each promoted
+    spent = lambda run: sum(v["tuner/epochs"] - v["tuner/initial_epoch"] for v in run)  # noqa: E731
+    rounds = lambda run: [v["tuner/round"] for v in run]  # noqa: E731
+    unbounded = _oracle(tmp_path, "free", algorithm="asha", max_epochs=9, factor=3, max_trials=9)
+    unbounded.epoch_budget = 10**6  # successive halving as the paper runs it, stopped by max_trials alone
+    free = _improving_run(unbounded)
+    assert rounds(free).count(0) == 9 and spent(free) > planned  # the overshoot the budget is for
+    kept = _improving_run(_oracle(tmp_path, "kept", algorithm="asha", max_epochs=9, factor=3, max_trials=9))
+    assert planned - 6 < spent(kept) <= planned
+    assert rounds(kept).count(0) < 9  # the extra promotions took new configurations' place
+    # The same search until the budget binds; then a promotion to the top rung (6 epochs) that no longer
+    # fits gives way to a new configuration (1 epoch) that does.
+    n = len(kept) - 1
+    assert kept[:n] == free[:n] and rounds(free)[n] == 2 and rounds(kept)[n] == 0
+
+
 def test_asha_waits_while_a_running_trial_may_still_be_promoted(tmp_path):
     oracle = _oracle(tmp_path, "asha", algorithm="asha", max_epochs=3, factor=3, max_trials=2)
     a, b = oracle.create_trial("w1"), oracle.create_trial("w2")
     _finish(oracle, a, 0.5)
-    assert oracle.create_trial("w1").status == "IDLE"  # both started; b may still earn a promotion
+    # Both started, and b can never earn a promotion: 1/3 of 2 results is none, and the plan (2 x 1 epoch)
+    # has no epoch left for one.
+    assert oracle.create_trial("w1").status == "STOPPED"
+    oracle = _oracle(tmp_path, "asha3", algorithm="asha", max_epochs=3, factor=3, max_trials=3)  # 3 x 1 + 1 x 2 epochs
+    a, b, c = (oracle.create_trial(w) for w in ("w1", "w2", "w3"))
+    _finish(oracle, a, 0.5)
+    assert oracle.create_trial("w1").status == "IDLE"  # all three started; b or c may still earn a promotion
     _finish(oracle, b, 0.7)
-    assert oracle.create_trial("w1").status == "STOPPED"  # 1/3 of 2 results is none
+    _finish(oracle, c, 0.6)
+    promoted = oracle.create_trial("w1")
+    assert promoted.hyperparameters.values["tuner/trial_id"] == b.trial_id
+    assert oracle.create_trial("w2").status == "STOPPED"  # the 5 planned epochs are all committed
 
 
 # -- the time budget -------------------------------------------------------------------
