@@ -32,6 +32,15 @@ def _proposals(run_dir: Path) -> dict:
     return json.loads((run_dir / "tuner" / "oracle.json").read_text()).get("ktsearch_bohb", {}).get("proposals", {})
 
 
+def _assert_asha_kept_its_plan(trials: list[dict]) -> None:
+    """The shared ASHA search (9 new configurations at most, rungs at 1 and 3 epochs: 9 x 1 + 3 x 2 = 15
+    epochs planned) spent its planned epochs and no more, promoting at least a third of its rung 0."""
+    rounds = [t["tuner"]["round"] for t in trials]
+    spent = sum(t["tuner"]["epochs"] - t["tuner"]["initial_epoch"] for t in trials)
+    assert 15 - 2 < spent <= 15, spent  # stops only when not even a promotion (2 epochs) fits
+    assert rounds.count(0) <= 9 and rounds.count(1) >= rounds.count(0) // 3 >= 2, rounds
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm", [algorithm_param("asha"), algorithm_param("bohb")])
 def test_kill_9_mid_search_then_rerun_ends_with_the_uninterrupted_search(algorithm_runs, algorithm):
@@ -42,8 +51,7 @@ def test_kill_9_mid_search_then_rerun_ends_with_the_uninterrupted_search(algorit
     assert _outcome(cut.run_dir) == _outcome(whole)
     trials = json.loads((cut.run_dir / "summary.json").read_text())["trials"]
     if algorithm == "asha":
-        rounds = [t["tuner"]["round"] for t in trials]
-        assert rounds.count(0) == 9 and rounds.count(1) >= 3
+        _assert_asha_kept_its_plan(trials)
     else:
         # BOHB's model reads the scores: a trial re-run in a new process scores exactly what the killed
         # attempt would have (its own pipeline and seeds), so the model proposes exactly the same.
@@ -89,9 +97,8 @@ def test_every_output_works_for_the_algorithm(algorithm_runs, tmp_path, algorith
 @pytest.mark.parametrize("algorithm", [algorithm_param("asha"), algorithm_param("bohb")])
 def test_chief_and_two_workers_run_the_algorithm_with_every_trial_exactly_once(algorithm_runs, algorithm):
     run = algorithm_runs.distributed(algorithm)  # the contract's run: exactly once, both workers worked
-    rounds = [t["tuner"]["round"] for t in run.summary["trials"]]
     if algorithm == "asha":
-        assert rounds.count(0) == 9 and rounds.count(1) >= 3
+        _assert_asha_kept_its_plan(run.summary["trials"])
     else:
         assert len(run.summary["trials"]) == 18
         assert "model" in [p["by"] for p in _proposals(run.run_dir).values()]

@@ -96,8 +96,12 @@ def test_each_tuner_searches_resumes_after_kill_9_and_gives_its_best_model(runs,
     if tuner == "BOHB":
         assert len(after) == 6  # Hyperband's plan for max_epochs 3, factor 3: 3 + 1 and 2 trials
     else:
-        new = [t for t in after.values() if t["hyperparameters"]["values"]["tuner/round"] == 0]
-        assert len(new) == 5  # as many new configurations as Hyperband of the same arguments starts
+        values = [t["hyperparameters"]["values"] for t in after.values()]
+        new = [v for v in values if v["tuner/round"] == 0]
+        spent = sum(v["tuner/epochs"] - v["tuner/initial_epoch"] for v in values)
+        # By default Hyperband's planned epochs for the same arguments (3 x 1 + 1 x 2 + 2 x 3 = 11), over as many
+        # new configurations as they hold (7 x 1 + 2 x 2 on rungs at 1 and 3 epochs).
+        assert len(new) <= 7 and 11 - 2 < spent <= 11, (len(new), spent)
 
 
 def test_helpers_inside_keras_tuner_random_search(runs):
