@@ -13,6 +13,7 @@ the gRPC pieces load on first use.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import threading
@@ -328,6 +329,22 @@ class TrialCap(int):
         return format(int(self), spec)
 
 
+class SharedSpace(kt.HyperParameters):
+    """HyperParameters whose `copy` shares the declared hyperparameter objects (``hyperparameters.py``:
+    `_hps`, `_space`) instead of serializing and rebuilding every one of them: `HyperParameters.copy` is
+    `from_config(get_config())`, 0.4 ms for the default search's space, on every trial a chief hands out.
+    Declared hyperparameters are not changed in place (`merge` registers copies), so sharing them gives
+    the same copy: its own space lists and values."""
+
+    def copy(self):
+        hps = SharedSpace()
+        for hp in self._space:
+            hps._hps[hp.name].append(hp)
+            hps._space.append(hp)
+        hps.values = dict(self.values)
+        return hps
+
+
 class ProposedValues(dict):
     """A proposed configuration, true even when empty (the one configuration of a space with no dimension
     yet): see `OracleHooks._random_values`."""
@@ -352,15 +369,59 @@ class OracleHooks:
 
     HASH_IGNORES: tuple[str, ...] = ()
     id_width: int | None = None  # digits of the run's trial ids, when known before its trials are (a replay)
+    _first_width: int | None = None  # the width of its shortest id, once it has trials (never changes after)
+    _failure_scan: tuple = (None, 0, 0, None)  # (end order scanned, its length, failures in a row, the limit's)
 
     def create_trial(self, tuner_id):
+        if type(self.hyperparameters) is kt.HyperParameters:  # `Oracle.create_trial` copies it for each trial
+            self.hyperparameters.__class__ = SharedSpace
         # `Oracle.create_trial` pads a new trial id to `len(str(self.max_trials))` digits, so a run extended
         # from 9 to 12 trials would number '7', '8', '09', '10'. Its ids keep the width of its shortest one
         # (trial 0's): '8', '9', '10'; `search.runs.layout.trial_order` sorts them.
-        width = self.id_width or min((len(trial_id) for trial_id in self.trials), default=None)
+        if self._first_width is None and self.trials:
+            self._first_width = min(len(trial_id) for trial_id in self.trials)
+        width = self.id_width or self._first_width
         if self.max_trials and width:
             self.max_trials = TrialCap(int(self.max_trials), width)
         return super().create_trial(tuner_id)
+
+    def _check_consecutive_failures(self):
+        # `Oracle._check_consecutive_failures` scans every ended trial at each trial's end; this goes on from
+        # where the last check stopped (the trials ended before keep their status), with the same answer.
+        order, scanned, run, hit = self._failure_scan
+        if order is not self.end_order or scanned > len(self.end_order):
+            scanned, run, hit = 0, 0, None
+        for trial_id in self.end_order[scanned:]:
+            trial = self.trials[trial_id]
+            run = run + 1 if trial.status == "FAILED" else 0
+            if run == self.max_consecutive_failed_trials and hit is None:
+                hit = trial_id
+        self._failure_scan = (self.end_order, len(self.end_order), run, hit)
+        if hit is not None:
+            trial = self.trials[hit]
+            raise RuntimeError(
+                f"Number of consecutive failures exceeded the limit of {self.max_consecutive_failed_trials}.\n"
+                + (trial.message or "")
+            )
+
+    @kt.synchronized
+    def update_trial(self, trial_id, metrics, step=0):
+        # `Oracle.update_trial` (``oracle.py``), its metrics applied by `apply_metrics`.
+        trial = self.trials[trial_id]
+        self._check_objective_found(metrics)
+        apply_metrics(self, trial, metrics, step)
+        self._save_trial(trial)
+        return trial
+
+    def _save_trial(self, trial):
+        self.trial_changed(trial)
+
+    def trial_changed(self, trial) -> None:
+        """KerasTuner saves a trial (its start, an epoch's report, its end): by default its `trial.json`."""
+        self.write_trial_file(trial)
+
+    def write_trial_file(self, trial) -> None:
+        super()._save_trial(trial)
 
     def _random_values(self):
         values = self.propose_values()
@@ -393,6 +454,7 @@ class OracleHooks:
     OWN_PROPOSAL_STATE: tuple[str, ...] = ()  # a subclass's own attributes that proposing changes
 
     def set_state(self, state):
+        self._first_width = None
         # `HyperbandOracle.set_state` (``keras_tuner/src/tuners/hyperband.py``) restores the saved
         # `hyperband_iterations`; the caller's wins, so that a finished search given more iterations goes on,
         # as a `RandomSearch` given more `max_trials` does (a ktsearch run is extended this way; a plain
@@ -471,6 +533,119 @@ def keep_in_memory(oracle) -> None:
     ever longer `oracle.json` twice each."""
     oracle.save = lambda *args, **kwargs: None
     oracle._save_trial = lambda trial: None
+
+
+@contextlib.contextmanager
+def files_off(oracle):
+    """`keep_in_memory` for a while: the oracle writes nothing inside, and its files as before after
+    (a benchmark grows a search in memory, then times the calls of a chief that writes them)."""
+    keep_in_memory(oracle)
+    try:
+        yield oracle
+    finally:
+        del oracle.save, oracle._save_trial
+
+
+class LoggedSet(set):
+    """A set that records its additions and removals in order (`drain`): the oracle's `tried_so_far`,
+    journaled as changes instead of whole."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.log: list = []
+
+    def add(self, value):
+        super().add(value)
+        self.log.append(["+", value])
+
+    def remove(self, value):
+        super().remove(value)
+        self.log.append(["-", value])
+
+    def discard(self, value):
+        if value in self:
+            self.log.append(["-", value])
+        super().discard(value)
+
+    def drain(self) -> list:
+        log, self.log = self.log, []
+        return log
+
+
+def track_tried(oracle) -> None:
+    """Make the oracle's set of tried configurations' hashes (``oracle.py``: `_tried_so_far`, which
+    `__init__` and `set_state` assign) record its changes."""
+    if not isinstance(oracle._tried_so_far, LoggedSet):
+        oracle._tried_so_far = LoggedSet(oracle._tried_so_far)
+
+
+def tried_changes(oracle) -> list:
+    """[["+" or "-", hash], ...] since the last call (`track_tried`)."""
+    tried = oracle._tried_so_far
+    return tried.drain() if isinstance(tried, LoggedSet) else []
+
+
+def per_trial_containers(oracle) -> dict[str, tuple[object, str]]:
+    """{state path (`search.algorithms.journal.PER_TRIAL`): (object, attribute)} of KerasTuner's per-trial
+    collections in `Oracle.get_state` (``oracle.py``: `start_order`, `end_order`, `_run_times`,
+    `_id_to_hash`, `_tried_so_far`; its `Display`'s `trial_start` and `trial_number`)."""
+    return {
+        "ongoing_trials": (oracle, "ongoing_trials"),  # not per trial: per worker, journaled as changes
+        "start_order": (oracle, "start_order"),
+        "end_order": (oracle, "end_order"),
+        "run_times": (oracle, "_run_times"),
+        "id_to_hash": (oracle, "_id_to_hash"),
+        "tried_so_far": (oracle, "_tried_so_far"),
+        "display/trial_start": (oracle._display, "trial_start"),
+        "display/trial_number": (oracle._display, "trial_number"),
+    }
+
+
+class _SpaceConfig:
+    """Stands in for an oracle's HyperParameters while `get_state` runs: the config `Oracle.get_state` saves
+    (``oracle.py``: `self.hyperparameters.get_config()`), made again only when the space grew."""
+
+    def __init__(self, config: dict):
+        self.config = config
+
+    def get_config(self) -> dict:
+        return self.config
+
+
+@contextlib.contextmanager
+def emptied(oracle, containers: dict[str, tuple[object, str]]):
+    """The containers replaced by empty ones of their type for a while (`get_state` without them costs what
+    the bounded state costs) and the oracle's space by its config, made once per size of the space (declared
+    hyperparameters are only ever added); then put back."""
+    saved = [(obj, attr, getattr(obj, attr)) for obj, attr in containers.values()]
+    space = oracle.hyperparameters
+    key = (id(space), len(space.space), len(space.values))
+    cached = oracle.__dict__.get("_space_config")
+    if cached is None or cached[0] != key:
+        cached = oracle.__dict__["_space_config"] = (key, _SpaceConfig(space.get_config()))
+    try:
+        for obj, attr, value in saved:
+            setattr(obj, attr, type(value)())
+        oracle.hyperparameters = cached[1]
+        yield
+    finally:
+        oracle.hyperparameters = space
+        for obj, attr, value in saved:
+            setattr(obj, attr, value)
+
+
+def apply_metrics(oracle, trial, metrics: dict, step) -> None:
+    """What `Oracle.update_trial` does to a trial's metrics (``oracle.py``: register a new metric with the
+    direction `_maybe_infer_direction_from_objective` gives, then `update`): a journal's report replayed."""
+    from keras_tuner.src.engine import oracle as oracle_module
+
+    for name, value in metrics.items():
+        if not trial.metrics.exists(name):
+            direction = oracle_module._maybe_infer_direction_from_objective(oracle.objective, name)
+            trial.metrics.register(name, direction=direction)
+        # `MetricsTracker.update` without the best value before and after (np.mean over every observation,
+        # twice) that it computes only to return whether the report improved it, which nothing here reads.
+        trial.metrics.metrics[name].update(float(value), step=step)
 
 
 def project_dir(oracle) -> str:

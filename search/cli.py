@@ -550,8 +550,8 @@ class Simulate:
         p.add_argument(
             "--chief-files",
             action="store_true",
-            help="let the oracle write its files as a real chief does, so 'chief busy' counts them "
-            "(slower: every call rewrites oracle.json)",
+            help="let the oracle write its files as a real chief does (its journal, trial.json, oracle.json at "
+            "compactions), so 'chief busy' and the workers' wait at the chief count them",
         )
         p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 

@@ -22,10 +22,16 @@ that does. It starts at most `max_trials` new configurations; after that it keep
 promotions fit, waits (IDLE) while trials still run elsewhere that may yield one, and stops when
 none can (or when the epochs or the time budget end). Everything it decides is derived from the
 trials themselves, so a resume needs no state of its own.
+
+A request costs the same however many trials the search holds: the oracle keeps its rungs in an
+index (`Rungs`) that each trial's start and end update (a sorted insert), built again from the
+trials when a project is reloaded, instead of scanning every trial per request (`ladder`, the scan,
+is kept as the definition the index is tested against).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from itertools import pairwise
 from typing import NamedTuple
 
@@ -44,6 +50,74 @@ class Ladder(NamedTuple):
     committed: int  # epochs the trials commit the search to, running ones included, as planned
 
 
+class Rungs:
+    """ASHA's rungs as an index, kept up to date by each trial's start and end.
+
+    Per rung: how many trials it holds, which of them were promoted, and two sorted lists of the keys
+    `(sign * score, trial order)` of its completed trials: all of them (`ranked`) and those not yet
+    promoted (`waiting`). The next promotion from a rung is `waiting[0]` when its place in `ranked` is
+    within the top 1/factor: two binary searches, where the scan sorts the rung.
+    """
+
+    def __init__(self, rungs: int, factor: int, sign: float):
+        self.factor = factor
+        self.sign = sign
+        self.sizes = [0] * rungs
+        self.promoted: list[set[str]] = [set() for _ in range(rungs)]
+        self.ranked: list[list] = [[] for _ in range(rungs)]
+        self.waiting: list[list] = [[] for _ in range(rungs)]
+        self.completed: list[set[str]] = [set() for _ in range(rungs)]
+        self.committed = 0
+        self.rung_of: dict[str, int] = {}
+        self.key: dict[str, tuple] = {}
+
+    def started(self, trial) -> None:
+        """A trial handed out (once per trial: a retried one is not counted again)."""
+        values = trial.hyperparameters.values
+        rung = values.get("tuner/round")
+        if trial.trial_id in self.rung_of or rung is None or not 0 <= rung < len(self.sizes):
+            return
+        self.rung_of[trial.trial_id] = rung
+        self.sizes[rung] += 1
+        self.committed += values["tuner/epochs"] - values["tuner/initial_epoch"]
+        parent = values.get("tuner/trial_id")
+        if rung > 0 and parent is not None and parent not in self.promoted[rung - 1]:
+            self.promoted[rung - 1].add(parent)
+            key = self.key.get(parent)
+            if key is not None and self.rung_of.get(parent) == rung - 1:
+                _remove(self.waiting[rung - 1], key)
+
+    def ended(self, trial) -> None:
+        """A trial's end: a completed one with a score takes its place in its rung's ranking."""
+        rung = self.rung_of.get(trial.trial_id)
+        if rung is None or trial.status != "COMPLETED" or trial.trial_id in self.completed[rung]:
+            return
+        self.completed[rung].add(trial.trial_id)
+        if trial.score is None:
+            return
+        key = self.key[trial.trial_id] = (self.sign * trial.score, trial_order(trial.trial_id))
+        insort(self.ranked[rung], key)
+        if trial.trial_id not in self.promoted[rung]:
+            insort(self.waiting[rung], key)
+
+    def next_promotion(self, rung: int) -> str | None:
+        """The best completed trial of `rung` not yet promoted, when it is in the rung's top 1/factor."""
+        waiting, ranked = self.waiting[rung], self.ranked[rung]
+        if not waiting or bisect_left(ranked, waiting[0]) >= len(ranked) // self.factor:
+            return None
+        return waiting[0][1][1]
+
+    def continuable(self) -> set[str]:
+        """Completed trials below the top rung not yet promoted."""
+        return set().union(*(self.completed[r] - self.promoted[r] for r in range(len(self.sizes) - 1)))
+
+
+def _remove(keys: list, key: tuple) -> None:
+    i = bisect_left(keys, key)
+    if i < len(keys) and keys[i] == key:
+        del keys[i]
+
+
 class AshaOracle(private_api.OracleHooks, kt.Oracle):
     """ASHA (see the module doc). `max_trials` here counts new configurations, not trials."""
 
@@ -57,9 +131,35 @@ class AshaOracle(private_api.OracleHooks, kt.Oracle):
         self.max_configurations = max_trials
         self.rungs = rung_epochs(max_epochs, factor, grace_period)
         self.epoch_budget = epochs_of(asha_rounds(max_trials, self.rungs, factor))
+        self.index = self.build_index()
+
+    def build_index(self) -> Rungs:
+        """The rungs' index of the trials so far (each trial once, in trial order)."""
+        index = Rungs(len(self.rungs), self.factor, -1.0 if self.objective.direction == "max" else 1.0)
+        ordered = sorted(self.trials.values(), key=lambda t: trial_order(t.trial_id))
+        for trial in ordered:
+            index.started(trial)
+        for trial in ordered:
+            index.ended(trial)
+        return index
+
+    def create_trial(self, tuner_id):
+        trial = super().create_trial(tuner_id)
+        if trial.status == "RUNNING":
+            self.index.started(trial)
+        return trial
+
+    def end_trial(self, trial):
+        try:
+            super().end_trial(trial)
+        finally:  # the failure limit raises after the trial has ended
+            kept = self.trials.get(trial.trial_id)
+            if kept is not None:
+                self.index.ended(kept)
 
     def ladder(self) -> Ladder:
-        """The rungs as the trials so far make them (one pass over the trials)."""
+        """The rungs as the trials so far make them, by a scan of every trial: the definition `Rungs` keeps
+        incrementally (tests compare the two)."""
         members: dict[int, list] = {k: [] for k in range(len(self.rungs))}
         promoted: dict[int, set[str]] = {k: set() for k in range(len(self.rungs))}
         committed = 0
@@ -93,10 +193,19 @@ class AshaOracle(private_api.OracleHooks, kt.Oracle):
                     return trial, rung
         return None
 
+    def next_promotion(self, epochs_left: int) -> tuple[object, int] | None:
+        """`promotable` from the index: (trial, its rung), or None."""
+        for rung in reversed(range(len(self.rungs) - 1)):
+            if self.rungs[rung + 1] - self.rungs[rung] > epochs_left:
+                continue
+            trial_id = self.index.next_promotion(rung)
+            if trial_id is not None:
+                return self.trials[trial_id], rung
+        return None
+
     def populate_space(self, trial_id):
-        ladder = self.ladder()
-        left = self.epoch_budget - ladder.committed
-        found = self.promotable(ladder, left)
+        left = self.epoch_budget - self.index.committed
+        found = self.next_promotion(left)
         if found is not None:
             parent, rung = found
             values = {k: v for k, v in parent.hyperparameters.values.items() if not k.startswith("tuner/")}
@@ -110,7 +219,7 @@ class AshaOracle(private_api.OracleHooks, kt.Oracle):
                 }
             )
             return {"status": "RUNNING", "values": values}
-        if len(ladder.members[0]) < self.max_configurations and self.rungs[0] <= left:
+        if self.index.sizes[0] < self.max_configurations and self.rungs[0] <= left:
             values = self.new_values()
             if values is not None:
                 values.update({"tuner/epochs": self.rungs[0], "tuner/initial_epoch": 0, "tuner/bracket": 0})
@@ -122,14 +231,7 @@ class AshaOracle(private_api.OracleHooks, kt.Oracle):
 
     def continuable_trials(self) -> set[str]:
         """Completed trials below the top rung not yet promoted: a promotion may still start from them."""
-        ladder = self.ladder()
-        members, promoted = ladder.members, ladder.promoted
-        return {
-            t.trial_id
-            for rung in range(len(self.rungs) - 1)
-            for t in members[rung]
-            if t.status == "COMPLETED" and t.trial_id not in promoted[rung]
-        }
+        return self.index.continuable()
 
     def get_state(self):
         state = super().get_state()
@@ -145,7 +247,8 @@ class AshaOracle(private_api.OracleHooks, kt.Oracle):
 
     def set_state(self, state):
         super().set_state(state)
-        # Nothing to restore (everything is derived from the trials, and the caller's sizes win: a run can be
+        self.index = self.build_index()
+        # Nothing else to restore (everything is derived from the trials, and the caller's sizes win: a run can be
         # extended), but another algorithm's project must not load as ASHA's: KerasTuner turns a missing key
         # into its "pass `overwrite=True`" error, as when a Hyperband project is reloaded by another tuner.
         missing = [k for k in ("max_epochs", "factor", "grace_period", "max_configurations") if k not in state]

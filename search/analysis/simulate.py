@@ -24,19 +24,24 @@ nothing but the training replaced:
 * **A worker** asks, trains, reports, spends `gap_s` on its bookkeeping, asks again; told IDLE (Hyperband waiting
   for a round, ASHA for a promotion) it backs off as a real worker does
   (`distributed.IDLE_WAIT`: 0.2 s doubling to 2 s); told STOPPED it is done.
+* **The chief** is a server with one queue: a request (a worker asking for a trial, or reporting one:
+  its epochs' reports and its end together) waits while the chief answers the ones that came before
+  it, then takes as long as the oracle's real call took in this process (`chief_service` fixes it
+  instead, for worked examples). A saturated chief shows as workers waiting for it, not as a chief
+  busy more than all the time.
 
-Not simulated: start-up (imports, data loading, workers connecting), the oracle's own compute
-time and gRPC latency (a chief answers in milliseconds here), failures and contention between
-workers (each runs at the table's speed: a cluster of identical machines, or, on one machine,
-the setting the table was recorded in).
+Not simulated: start-up (imports, data loading, workers connecting), gRPC (the messages' encoding
+and the network), failures and contention between workers (each runs at the table's speed: a
+cluster of identical machines, or, on one machine, the setting the table was recorded in). A
+worker's epoch reports reach the chief when its trial ends, not one per epoch.
 
-Accounting per search: the wall time (first request to the last trial's end), trials and epochs,
+Accounting per search: the wall time (first request to the last report answered), trials and epochs,
 worker utilisation (worker-seconds in trials and their bookkeeping / (N x wall)), the rest split
-into waiting (IDLE) and done (STOPPED while others still train), until when every worker was busy
-(the first IDLE or STOPPED), the best score and when the best so far first reached the target. Also how busy the chief would
-be: the real seconds this process spent in the oracle's calls over the simulated wall time (the
-oracle on this CPU, without gRPC, and without its file writes unless `chief_files`; above 100 %
-a real chief could not keep up).
+into waiting (IDLE), at the chief (from a request to its answer) and done (STOPPED while others still
+train), until when every worker was busy (the first IDLE or STOPPED), the best score and when the
+best so far first reached the target. And how busy the chief is: the seconds it spends answering
+within the wall time, as a share of it (its oracle on this CPU, without gRPC, and without its file
+writes unless `chief_files`).
 """
 
 from __future__ import annotations
@@ -397,8 +402,12 @@ def simulate(
     target: float | None = None,
     keys=None,
     chief_files: bool = False,
+    chief_service: float | None = None,
 ) -> dict:
     """One search of `cfg` (its tuner section as it is) with `workers` simulated workers.
+
+    `chief_service`: seconds the chief takes per request (a test's worked example; 0: it answers at once);
+    None: the real seconds of the oracle's calls this simulation makes.
 
     `chief_files`: the oracle writes its files as a chief does (through ktsearch's atomic writes), so
     that the chief's load includes them; slower (every call rewrites the whole `oracle.json`).
@@ -428,13 +437,18 @@ def simulate(
             from search.engine.tuners import configure_keras_tuner
 
             configure_keras_tuner()  # a chief's setting: KerasTuner's JSON files through atomic writes
+            oracle.write_in_background()  # and a finished trial's trial.json written off the calls
         else:
             private_api.keep_in_memory(oracle)  # a simulated search never reads its files back
-        result = _run(oracle, surrogate, table, t, workers, clock, keys, target)
+        result = _run(oracle, surrogate, table, t, workers, clock, keys, target, chief_service)
+        if chief_files:
+            oracle.wait_for_files()  # before the directory goes
     return {"oracle": type(oracle).__name__, **result}
 
 
-def _run(oracle, surrogate: Surrogate, table: CurveTable, tuner, n: int, clock: SimClock, keys, target) -> dict:
+def _run(
+    oracle, surrogate: Surrogate, table: CurveTable, tuner, n: int, clock: SimClock, keys, target, service
+) -> dict:
     maximize = table.direction == "max"
     crew = [Worker(f"worker{i}") for i in range(n)]
     events: list = [(0.0, i, "ask", i, None) for i in range(n)]  # (time, order, what, worker, trial)
@@ -443,7 +457,9 @@ def _run(oracle, surrogate: Surrogate, table: CurveTable, tuner, n: int, clock: 
     trials = epochs = 0
     best, reached, best_over_time, last_end, first_wait = None, None, [], 0.0, None
     running = 0  # trials in flight
-    chief = 0.0  # real seconds this process spent in the oracle's calls: what a chief would compute
+    chief = 0.0  # seconds the chief spent answering: the real seconds of the oracle's calls (or `service`)
+    free_at = 0.0  # when the chief is done with the requests before: the next one waits until then
+    requests: list[tuple[float, float, float]] = []  # (arrived, started, answered) of every request
     schedule: list[dict] = []  # every trial: worker, start, end, parent, epochs run, values, score
 
     def push(at: float, what: str, w: int, payload=None) -> None:
@@ -451,14 +467,32 @@ def _run(oracle, surrogate: Surrogate, table: CurveTable, tuner, n: int, clock: 
         order += 1
         heapq.heappush(events, (at, order, what, w, payload))
 
+    def serve(arrived: float, call, *args) -> tuple[float, object]:
+        """A request that reached the chief at `arrived`, answered in arrival order: (when answered, answer)."""
+        nonlocal chief, free_at
+        start = max(arrived, free_at)
+        clock.now = start
+        tick = time.perf_counter()
+        answer = call(*args)
+        spent = time.perf_counter() - tick if service is None else service
+        chief += spent
+        free_at = start + spent
+        requests.append((arrived, start, free_at))
+        return free_at, answer
+
+    def report(trial, curve, ran):
+        for epoch in ran:
+            oracle.update_trial(
+                trial.trial_id, {table.objective: curve.scores[epoch], table.monitor: curve.monitor[epoch]}, epoch
+            )
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+
     while events:
-        now, _, what, w, payload = heapq.heappop(events)
-        clock.now = now
+        arrived, _, what, w, payload = heapq.heappop(events)
         worker = crew[w]
         if what == "ask":
-            tick = time.perf_counter()
-            trial = oracle.create_trial(worker.name)
-            chief += time.perf_counter() - tick
+            now, trial = serve(arrived, oracle.create_trial, worker.name)
             if trial.status == "RUNNING":
                 worker.idle_wait = IDLE_WAIT[0]
                 values = trial.hyperparameters.values
@@ -501,14 +535,7 @@ def _run(oracle, surrogate: Surrogate, table: CurveTable, tuner, n: int, clock: 
         else:
             trial, curve, ran, entry = payload
             running -= 1
-            tick = time.perf_counter()
-            for epoch in ran:
-                oracle.update_trial(
-                    trial.trial_id, {table.objective: curve.scores[epoch], table.monitor: curve.monitor[epoch]}, epoch
-                )
-            trial.status = "COMPLETED"
-            oracle.end_trial(trial)
-            chief += time.perf_counter() - tick
+            now, _ = serve(arrived, report, trial, curve, ran)
             trials += 1
             epochs += len(ran)
             last_end = now
@@ -528,17 +555,22 @@ def _run(oracle, surrogate: Surrogate, table: CurveTable, tuner, n: int, clock: 
     busy = sum(x.busy for x in crew)
     # A worker back-off can run past the last trial's end: count waiting up to it only.
     done = sum(wall - x.stopped_at for x in crew if x.stopped_at is not None and x.stopped_at < wall)
+    # Up to the wall: the workers' seconds from a request to its answer, the chief's in answering.
+    queued = sum(max(0.0, min(answered, wall) - arrived) for arrived, _, answered in requests)
+    serving = sum(max(0.0, min(answered, wall) - started) for _, started, answered in requests)
+    at_chief = min(queued, max(0.0, capacity - busy - done))
     return {
         "workers": n,
         "wall_s": round(wall, 2),
         "trials": trials,
         "epochs": epochs,
         "utilisation": round(busy / capacity, 4) if capacity else 0.0,
-        "waiting": round(max(0.0, capacity - busy - done) / capacity, 4) if capacity else 0.0,
+        "waiting": round(max(0.0, capacity - busy - done - at_chief) / capacity, 4) if capacity else 0.0,
+        "at_chief": round(at_chief / capacity, 4) if capacity else 0.0,
         "done_early": round(done / capacity, 4) if capacity else 0.0,
         "all_busy_until": round(min(first_wait, wall) / wall, 4) if wall and first_wait is not None else 1.0,
         "chief_s": round(chief, 3),
-        "chief_load": round(chief / wall, 4) if wall else 0.0,
+        "chief_load": round(serving / wall, 4) if wall else 0.0,
         "best": best,
         "target": target,
         "time_to_target_s": None if reached is None else round(reached, 2),
@@ -618,6 +650,7 @@ def _median_cell(algorithm: str, n: int, results: list[dict]) -> dict:
         "epochs",
         "utilisation",
         "waiting",
+        "at_chief",
         "done_early",
         "all_busy_until",
         "chief_load",
@@ -631,9 +664,9 @@ def _median_cell(algorithm: str, n: int, results: list[dict]) -> dict:
 
 
 HEADER = (
-    "| algorithm | workers | trials | epochs | wall | utilisation | waiting (IDLE) | done early "
+    "| algorithm | workers | trials | epochs | wall | utilisation | waiting (IDLE) | at the chief | done early "
     "| all busy until | chief busy | best | to target |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 )
 
 
@@ -649,6 +682,7 @@ def row(cell: dict) -> str:
     return (
         f"| {cell['algorithm']} | {cell['workers']} | {cell['trials']:.0f} | {cell['epochs']:.0f} | "
         f"{secs(cell['wall_s'])} | {pct(cell['utilisation'])} | {pct(cell['waiting'])} | "
+        f"{pct(cell.get('at_chief'))} | "
         f"{pct(cell['done_early'])} | {pct(cell['all_busy_until'])} of it | {pct(cell['chief_load'])} | {best} | "
         f"{secs(cell['time_to_target_s'])}{reached} |"
     )

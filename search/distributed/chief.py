@@ -20,7 +20,7 @@ import keras_tuner as kt
 from keras_tuner.engine import trial as trial_module
 
 from hypermodels import private_api
-from search.algorithms import ending
+from search.algorithms import ending, journal
 from search.distributed import auth
 from search.distributed.auth import Security
 from search.distributed.role import CHIEF_FILE, MESSAGE_KEY, METADATA_KEY, Role
@@ -186,13 +186,14 @@ class ChiefServicer(private_api.oracle_servicer_class()):
 def serve(tuner, role: Role, log: Callable[[str], None], timeout: float, start_workers_hint: str) -> dict:
     """Serve the tuner's oracle until the search is over; returns {worker: [completed trial ids]}."""
     tuner.oracle.verbose = 0  # KerasTuner's per-trial tables; the chief logs a line per event instead
+    tuner.oracle.write_in_background()  # a finished trial's trial.json: off the workers' calls (the journal has it)
     run_dir = Path(tuner.project_dir).parent
     marker = run_dir / CHIEF_FILE
     security = role.security
     secret = auth.chief_secret(security, run_dir)
     servicer = ChiefServicer(tuner.oracle, log, timeout, tuner.reporter.trial_ended)
     if (layout.read_json(marker) or {}).get("state") == "serving":  # this chief is back after a crash or kill
-        before = layout.read_json(Path(tuner.project_dir) / "oracle.json") or {}
+        before = journal.merged_state(Path(tuner.project_dir) / journal.ORACLE_FILE)[0] or {}
         kept = servicer.keep_running(before.get("ongoing_trials") or {})
         if kept:
             log(

@@ -19,7 +19,7 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-from search.algorithms import ending, trial_order
+from search.algorithms import ending, journal, trial_order
 from search.errors import FailureLimitReached, UserError
 from search.runs import integrity, layout
 
@@ -98,7 +98,12 @@ def _rebuild_by_replay(run, hypermodel, damage: list, broken_trials: set[Path]) 
             f"trials through a fresh oracle with the run's seed (the trials' timeline is lost; time spent is "
             f"re-counted from their records); the damaged file is {kept.name}"
         )
+    state.pop(journal.STATE_KEY, None)  # the scratch oracle's count; the run's journal is set aside below
     layout.write_json(oracle_file, state)
+    events = journal.journal_path(tuner_dir)
+    if events.exists():  # its events continue the state the replay replaced
+        kept = integrity.set_aside(events)
+        run.log(f"warning: {events} set aside as {kept.name}: the rebuilt {oracle_file.name} holds the search")
 
 
 class _Mismatch(Exception):

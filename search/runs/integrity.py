@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from search.algorithms import journal
 from search.runs import layout
 
 DAMAGED_SUFFIX = ".damaged"
@@ -57,11 +58,16 @@ class Damage:
 
 
 def read_oracle(path: Path) -> tuple[dict | None, str | None]:
+    """The oracle's state: `oracle.json` with the journal's events after it (`search.algorithms.journal`);
+    (None, what is wrong) when `oracle.json` is damaged."""
     data, problem = layout.load_json(path)
     if data is None:
         return None, problem
     problem = layout.json_shape(data, ORACLE_KEYS)
-    return (None, problem) if problem else (data, None)
+    if problem:
+        return None, problem
+    merged, _ = journal.merged_state(path, data)
+    return merged, None
 
 
 def checkpoint_problem(path: str | os.PathLike) -> str | None:

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from search.algorithms import trial_order
+from search.algorithms import journal, trial_order
 
 CONFIG_FILE = "config.yaml"
 TUNER_DIR = "tuner"
@@ -253,8 +253,8 @@ def read_trials(run_dir: str | os.PathLike) -> list[dict]:
 
 def read_budget(run_dir: str | os.PathLike) -> dict:
     """The time budget's record in oracle.json (`search.algorithms.base`): time spent, what did not fit; {} if none."""
-    state = read_json(Path(run_dir) / TUNER_DIR / "oracle.json") or {}
-    return state.get("ktsearch_budget") or {}
+    state, _ = journal.merged_state(Path(run_dir) / TUNER_DIR / journal.ORACLE_FILE)
+    return (state or {}).get("ktsearch_budget") or {}
 
 
 def ranked(trials: list[dict], objective: str) -> list[dict]:

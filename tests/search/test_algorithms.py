@@ -212,6 +212,46 @@ def test_asha_keeps_to_its_planned_epochs_when_early_leaders_stay_promoted(tmp_p
     assert kept[:n] == free[:n] and rounds(free)[n] == 2 and rounds(kept)[n] == 0
 
 
+def test_ashas_rung_index_answers_as_a_scan_of_every_trial_at_every_request(tmp_path):
+    """Eight workers that end their trials in a shuffled order (some fail): before each request the index's
+    next promotion, epochs committed and continuable trials are the scan's (`ladder`), and a reloaded
+    oracle rebuilds the same index."""
+    rng = np.random.default_rng(3)
+    oracle = _oracle(tmp_path, "asha", algorithm="asha", max_epochs=27, factor=3, max_trials=120)
+    running, checks, asked = [], 0, 0
+    while True:
+        ladder = oracle.ladder()
+        left = oracle.epoch_budget - ladder.committed
+        assert oracle.index.committed == ladder.committed
+        assert oracle.next_promotion(left) == oracle.promotable(ladder, left)
+        assert oracle.continuable_trials() == {
+            t.trial_id
+            for r in range(len(oracle.rungs) - 1)
+            for t in ladder.members[r]
+            if t.status == "COMPLETED" and t.trial_id not in ladder.promoted[r]
+        }
+        checks += 1
+        if len(running) < 8:
+            asked += 1
+            trial = oracle.create_trial(f"w{asked}")  # a new worker name each time: one trial per name
+            if trial.status == "RUNNING":
+                running.append(trial)
+                continue
+        if not running:
+            break
+        done = running.pop(int(rng.integers(len(running))))
+        if rng.random() < 0.05:
+            done.status = "FAILED"
+            oracle.end_trial(done)
+        else:
+            _finish(oracle, done, float(rng.normal()))
+    assert checks > 150 and len(oracle.trials) > 120
+    reloaded = _oracle(tmp_path, "asha", algorithm="asha", max_epochs=27, factor=3, max_trials=120)
+    reloaded.reload()
+    for name in ("sizes", "promoted", "ranked", "waiting", "completed", "committed"):
+        assert getattr(reloaded.index, name) == getattr(oracle.index, name), name
+
+
 def test_asha_waits_while_a_running_trial_may_still_be_promoted(tmp_path):
     oracle = _oracle(tmp_path, "asha", algorithm="asha", max_epochs=3, factor=3, max_trials=2)
     a, b = oracle.create_trial("w1"), oracle.create_trial("w2")

@@ -94,7 +94,7 @@ def _busy_never_overlaps_and_continuations_follow_parents(result) -> None:
 def test_equal_durations_one_worker_is_the_sum_of_the_trials(tmp_path):
     cfg = _config(tmp_path)
     table = _table(cfg, [_curve("0", {"augmentation.rotation_range": 10.0}, 1.0)])
-    result = simulate.simulate(cfg, table, 1)
+    result = simulate.simulate(cfg, table, 1, chief_service=0.0)
     # Hyperband, max_epochs 3, factor 3: bracket 1 = 3 trials x 1 epoch, then 1 x 2 more; bracket 0 = 2 x 3.
     assert (result["trials"], result["epochs"]) == (6, 11)
     assert result["wall_s"] == pytest.approx(11 * 1.0 + 6 * 0.5)
@@ -112,7 +112,7 @@ def test_equal_durations_two_workers_wait_at_hyperbands_last_round(tmp_path):
     t=8.5  the last trial ends: both STOPPED. Busy 14 s of 2 x 8.5 s; every worker busy until 5.5 s."""
     cfg = _config(tmp_path)
     table = _table(cfg, [_curve("0", {"augmentation.rotation_range": 10.0}, 1.0)])
-    result = simulate.simulate(cfg, table, 2)
+    result = simulate.simulate(cfg, table, 2, chief_service=0.0)
     assert result["wall_s"] == pytest.approx(8.5)
     assert result["trials"] == 6
     assert result["utilisation"] == pytest.approx(14 / 17, abs=1e-4)
@@ -145,13 +145,13 @@ def test_one_straggler_leaves_the_other_worker_done_early(tmp_path):
         _curve("slow", {**fixed, "batchnorm.placement": "after_activation"}, 10.0, epochs=2),
     ]
     table = _table(cfg, curves, overhead=0.0)
-    two = simulate.simulate(cfg, table, 2)
+    two = simulate.simulate(cfg, table, 2, chief_service=0.0)
     assert two["wall_s"] == pytest.approx(20.0)  # the straggler alone decides the wall time
     assert two["utilisation"] == pytest.approx(22 / 40)
     assert two["done_early"] == pytest.approx(18 / 40)  # told STOPPED at 2 s: max_trials reached
     assert two["waiting"] == 0
     assert two["all_busy_until"] == pytest.approx(0.1)
-    one = simulate.simulate(cfg, table, 1)
+    one = simulate.simulate(cfg, table, 1, chief_service=0.0)
     assert one["wall_s"] == pytest.approx(22.0) and one["utilisation"] == pytest.approx(1.0)
 
 
@@ -161,11 +161,13 @@ def test_tracing_overhead_and_the_gap_add_up_per_worker(tmp_path):
         tmp_path, tuner={"algorithm": "random", "objective": "val_accuracy", "max_epochs": 3, "max_trials": 4}
     )
     table = _table(cfg, [_curve("0", {"augmentation.rotation_range": 10.0}, 1.0)], overhead=0.5, trace=2.0, gap=0.25)
-    result = simulate.simulate(cfg, table, 1)
+    result = simulate.simulate(cfg, table, 1, chief_service=0.0)
     # 4 trials x (3 epochs + 0.5) + one trace + 3 gaps between them.
     assert result["wall_s"] == pytest.approx(4 * 3.5 + 2.0 + 3 * 0.25)
     assert result["utilisation"] == pytest.approx(1.0)
-    fresh = simulate.simulate(cfg.with_tuner(reuse_models=0), table, 1)  # no pool: every trial traces
+    fresh = simulate.simulate(
+        cfg.with_tuner(reuse_models=0), table, 1, chief_service=0.0
+    )  # no pool: every trial traces
     assert fresh["wall_s"] == pytest.approx(4 * 5.5 + 3 * 0.25)
 
 
@@ -176,12 +178,35 @@ def test_time_to_target_is_when_the_best_so_far_first_reaches_it(tmp_path):
     low = _curve("0", {"augmentation.rotation_range": 0.0}, 1.0, score=0.5)
     high = _curve("1", {"augmentation.rotation_range": 20.0}, 1.0, score=0.9)
     table = _table(cfg, [low, high], overhead=0.0)
-    result = simulate.simulate(cfg, table, 1, target=0.92)
+    result = simulate.simulate(cfg, table, 1, target=0.92, chief_service=0.0)
     bests = [score for _, score in result["best_over_time"]]
     assert bests == sorted(bests)
     hits = [t for t in result["schedule"] if t["score"] >= 0.92]
     assert result["time_to_target_s"] == (min(t["end"] for t in hits) if hits else None)
-    assert simulate.simulate(cfg, table, 1, target=0.99)["time_to_target_s"] is None
+    assert simulate.simulate(cfg, table, 1, target=0.99, chief_service=0.0)["time_to_target_s"] is None
+
+
+def test_a_busy_chief_answers_in_arrival_order_and_its_queue_is_the_workers_loss(tmp_path):
+    """Random search of 2 trials, 2 s each, a chief that takes 1 s per request (worked by hand):
+    t=0-1  w0's ask   1-2  w1's ask (waited 1 s)   w0 trains 1-3, w1 2-4
+    t=3-4  w0's report   4-5  w1's report (arrived at 4)   4-6 w0's ask, STOPPED; 5-7 w1's ask, STOPPED
+    Wall 5 s (the last report answered); busy 4 of 10 worker-seconds, the other 6 at the chief."""
+    cfg = _config(
+        tmp_path, tuner={"algorithm": "random", "objective": "val_accuracy", "max_epochs": 2, "max_trials": 2}
+    )
+    table = _table(cfg, [_curve("0", {"augmentation.rotation_range": 10.0}, 1.0, epochs=2)], overhead=0.0)
+    result = simulate.simulate(cfg, table, 2, chief_service=1.0)
+    assert sorted((t["worker"], t["start"], t["end"]) for t in result["schedule"]) == [
+        ("worker0", 1.0, 3.0),
+        ("worker1", 2.0, 4.0),
+    ]
+    assert result["wall_s"] == pytest.approx(5.0)
+    assert result["utilisation"] == pytest.approx(0.4)
+    assert result["at_chief"] == pytest.approx(0.6)
+    assert result["waiting"] == 0 and result["done_early"] == 0
+    assert result["chief_load"] == pytest.approx(4 / 5)  # answering 4 of the 5 s; the STOPPED answers come after
+    at_once = simulate.simulate(cfg, table, 2, chief_service=0.0)
+    assert (at_once["wall_s"], at_once["at_chief"]) == (2.0, 0.0)
 
 
 # -- the real oracles -------------------------------------------------------------------------
@@ -242,8 +267,9 @@ def test_many_workers_run_every_trial_once_and_continue_only_finished_parents(al
     assert result["trials"] >= 160  # at least 10 trials per worker
     assert len({t["trial_id"] for t in result["schedule"]}) == result["trials"]
     _busy_never_overlaps_and_continuations_follow_parents(result)
-    total = result["utilisation"] + result["waiting"] + result["done_early"]
+    total = result["utilisation"] + result["waiting"] + result["at_chief"] + result["done_early"]
     assert total == pytest.approx(1.0, abs=1e-3)
+    assert 0 < result["chief_load"] < 1  # the real seconds of the oracle's calls, a server busy part of the time
 
 
 def test_sizing_gives_every_algorithm_at_least_k_trials_per_worker():
