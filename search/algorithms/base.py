@@ -288,7 +288,8 @@ class SearchOracle(private_api.OracleHooks):
             self._background.flush()
 
     def _write_ended(self) -> None:
-        """The trial.json of the trials whose end the last event holds."""
+        """The trial.json of the trials whose end the last event holds; in one process (not a chief's background
+        writer), of those it started too, as KerasTuner writes them (the epochs' reports stay in the journal)."""
         for trial_id, trial in self._pending.items():
             if trial.status in ("COMPLETED", "FAILED"):
                 if self._background is not None:
@@ -297,6 +298,8 @@ class SearchOracle(private_api.OracleHooks):
                     self.write_trial_file(trial)
                 self._journaled.discard(trial_id)
             else:
+                if self._background is None and trial.status == "RUNNING":
+                    self.write_trial_file(trial)
                 self._journaled.add(trial_id)
             self._on_disk.add(trial_id)  # a base state the metrics that follow apply to
         self._pending.clear()

@@ -425,6 +425,9 @@ def _search(run: SearchRun, splits):
         raise FailureLimitReached(f"{e}; the results so far are kept in {cfg.run_dir}") from None
     tuner.prune_checkpoints(search_over=True)
     tuner.keep_dimensions()  # a chief: the ones the workers' trials declared
+    compact = getattr(tuner.oracle, "compact", None)  # a chief's or one process's own oracle, not a worker's client
+    if compact is not None:
+        compact()  # the finished search's oracle.json holds all of it; its journal is empty
     if tuner.pool is not None and tuner.pool.adopted:
         run.log(f"{tuner.pool.reused} of {tuner.pool.adopted} trials reused a compiled model (tuner.reuse_models)")
     return tuner

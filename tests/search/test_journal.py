@@ -98,6 +98,7 @@ def test_oracle_json_and_the_journal_hold_what_the_oracle_holds(tmp_path, algori
 
 def test_a_call_appends_a_line_and_oracle_json_is_rewritten_only_at_compactions(tmp_path):
     oracle = _oracle(tmp_path, "asha", max_epochs=9, max_trials=2000)
+    oracle.write_in_background()  # as a chief serves it: a trial's trial.json written by a thread, at its end
     _drive(oracle, 40)
     oracle_file, journal_file = tmp_path / "chief" / "oracle.json", tmp_path / "chief" / journal.JOURNAL_FILE
     written, length = oracle_file.stat().st_mtime_ns, len(journal_file.read_text().splitlines())
@@ -114,6 +115,7 @@ def test_a_call_appends_a_line_and_oracle_json_is_rewritten_only_at_compactions(
     assert not (tmp_path / "chief" / f"trial_{trial.trial_id}" / "trial.json").exists()  # written at its end
     trial.status = "COMPLETED"
     oracle.end_trial(trial)
+    oracle.wait_for_files()
     assert json.loads((tmp_path / "chief" / f"trial_{trial.trial_id}" / "trial.json").read_text())["status"] == (
         "COMPLETED"
     )
